@@ -1,0 +1,12 @@
+-- release_session_execution_lease (contract §2.2). Expiry is not checked; a mismatch changes nothing.
+-- KEYS: schema, leases
+-- ARGV: session_id, owner_id, lease_token, fencing_token
+local err = schema_check(KEYS[1]) or guard(KEYS[2], 'hash')
+if err then
+  return err
+end
+err = lease_release(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if err then
+  return err
+end
+return 1
