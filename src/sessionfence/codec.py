@@ -31,12 +31,20 @@ from .errors import (
 from .keys import NamespaceKeys
 from .models import (
     ActivePath,
+    AttachmentIntent,
+    AttachmentManifestEntry,
+    DeliveryPolicy,
     FullGraph,
+    GcReport,
     GraphAppend,
     GraphReplaceFull,
     HydratedSessionCheckpoint,
     PersistedSessionConfig,
     PersistedSessionRead,
+    QueuedWorkBatch,
+    QueuedWorkBatchDraft,
+    QueuedWorkClaim,
+    QueuedWorkClaimBoundary,
     RuntimeCommit,
     RuntimeCommitResult,
     SessionCheckpoint,
@@ -49,21 +57,13 @@ from .models import (
     SessionNodeRecord,
     SessionPickerInfo,
     SessionStoreCreateRequest,
+    SlotPolicy,
     TokenLedgerEntry,
     TokenUsage,
-    DeliveryPolicy,
-    QueuedWorkBatch,
-    QueuedWorkBatchDraft,
-    QueuedWorkClaim,
-    QueuedWorkClaimBoundary,
-    SlotPolicy,
-    AttachmentIntent,
-    AttachmentManifestEntry,
-    GcReport,
     VacuumReport,
 )
 
-__all__ = ["Call", "Codec", "error_from_reply"]
+__all__ = ["Call", "Codec", "error_from_reply", "texts"]
 
 T = TypeVar("T")
 MAX_MS = 2**53 - 1
@@ -85,7 +85,7 @@ def _error_args(message: str) -> tuple[str, list[str]]:
     code, _, rest = message.partition(" ")
     try:
         args = loads(rest) if rest else []
-    except Exception:  # noqa: BLE001 - a foreign error that merely starts with SF_
+    except Exception:
         args = [rest]
     return code, [str(a) for a in args] if isinstance(args, list) else [str(args)]
 
@@ -131,6 +131,11 @@ def _int_or_raw(value: str) -> Any:
 
 def _text(b: Any) -> str:
     return b.decode() if isinstance(b, bytes) else str(b)
+
+
+def texts(values: Any) -> list[str]:
+    """Decode a list of Redis bulk strings (bytes or str, depending on the client) in sorted order."""
+    return sorted(_text(x) for x in values)
 
 
 def _json(raw: bytes, what: str) -> Any:

@@ -24,7 +24,16 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from sessionfence.canonical import canonical, scrub_volatile, sha256_hex
 from sessionfence.errors import BackendError
@@ -88,8 +97,12 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def _build(cls: type[_M], /, **values: Any) -> _M:
-    """Trusted construction for decoded records: the helpers above already checked every type."""
-    return cls.model_construct(**values)
+    """Construct a decoded record. The helpers below already checked the types, so this validation only
+    re-asserts model invariants; it is also faster than ``model_construct``, which runs in Python."""
+    try:
+        return cls.model_validate(values)
+    except (ValidationError, TypeError) as err:
+        raise BackendError(f"malformed {cls.__name__} record: {err}") from None
 
 
 def _malformed(kind: str, detail: str) -> BackendError:

@@ -12,17 +12,16 @@ from typing import Any, Self, TypeVar
 
 import redis
 
-from .codec import Call, Codec
+from .codec import Call, Codec, texts
 from .errors import BackendError
 from .keys import NamespaceKeys, index_key
 from .models import (
     ActivePath,
     AttachmentIntent,
     AttachmentManifestEntry,
-    GcReport,
-    VacuumReport,
     DurabilityTier,
     FullGraph,
+    GcReport,
     PersistedSessionRead,
     QueuedWorkBatch,
     QueuedWorkBatchDraft,
@@ -38,6 +37,7 @@ from .models import (
     SessionNodeRecord,
     SessionPickerInfo,
     SessionStoreCreateRequest,
+    VacuumReport,
 )
 from .scripts import SyncClient, run_sync
 
@@ -134,7 +134,9 @@ class RedisStore:
         lease_ttl_ms: int,
         max_batches: int,
     ) -> QueuedWorkClaim | None:
-        call = self._codec.claim(session_id, session_execution_lease, owner_id, boundary, lease_ttl_ms, max_batches)
+        call = self._codec.claim(
+            session_id, session_execution_lease, owner_id, boundary, lease_ttl_ms, max_batches
+        )
         return None if max_batches == 0 else self._run(call)
 
     def claim_ready_queued_work_by_batch_ids(
@@ -261,8 +263,8 @@ class RedisStoreFactory:
     def delete_session(self, session_id: str) -> None:
         store = self.store(session_id)
         for _ in range(100):
-            members = self._client.smembers(store.keys.q_sessions)  # type: ignore[misc]
-            sessions = sorted(m.decode() for m in members)
+            members: Any = self._client.smembers(store.keys.q_sessions)
+            sessions = texts(members)
             if store._run(store._codec.delete(sessions)):
                 break
         else:  # pragma: no cover - a producer enqueueing for new sessions 100 times in a row
@@ -270,10 +272,10 @@ class RedisStoreFactory:
         self._client.zrem(index_key(self.key_prefix), session_id)
 
     def list_sessions(self) -> list[SessionPickerInfo]:
-        ids = self._client.zrange(index_key(self.key_prefix), 0, -1)
+        ids: Any = self._client.zrange(index_key(self.key_prefix), 0, -1)
         out = []
-        for raw in ids:
-            info = self.store(raw.decode()).load_picker_info()
+        for sid in texts(ids):
+            info = self.store(sid).load_picker_info()
             if info is not None:
                 out.append(info)
         return out
