@@ -28,7 +28,7 @@ from .errors import (
     UnsupportedRecordSchemaVersion,
     ensure_supported_schema_version,
 )
-from .keys import NamespaceKeys
+from .keys import NamespaceKeys, ready_index_key, ready_version_key
 from .models import (
     ActivePath,
     AttachmentIntent,
@@ -63,7 +63,7 @@ from .models import (
     VacuumReport,
 )
 
-__all__ = ["Call", "Codec", "error_from_reply", "texts"]
+__all__ = ["Call", "Codec", "error_from_reply", "settle_ready_call", "signal_ready_call", "texts"]
 
 T = TypeVar("T")
 MAX_MS = 2**53 - 1
@@ -746,3 +746,17 @@ def _first_user_message(parts: list[Any]) -> str:
         if isinstance(content, str) and content.strip():
             texts.append(content)
     return "\n\n".join(texts).strip()
+
+
+# ---- worker hints (outside the contract: which sessions may have ready work) ------------------------------
+
+def signal_ready_call(prefix: str, session_id: str, due_ms: int) -> Call[int]:
+    v.check_id("session_id", session_id)
+    keys = [ready_index_key(prefix), ready_version_key(prefix)]
+    return Call("signal_ready", keys, [session_id, str(max(0, due_ms))], lambda r: int(r))
+
+
+def settle_ready_call(prefix: str, session_id: str, version: int, due_ms: int | None) -> Call[bool]:
+    keys = [ready_index_key(prefix), ready_version_key(prefix)]
+    due = "" if due_ms is None else str(due_ms)
+    return Call("settle_ready", keys, [session_id, str(version), due], lambda r: bool(r))

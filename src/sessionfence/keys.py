@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["INDEX_TAG", "NamespaceKeys", "encode_tag", "index_key"]
+__all__ = ["INDEX_TAG", "NamespaceKeys", "encode_tag", "index_key", "ready_index_key", "ready_version_key"]
 
 INDEX_TAG = "__index__"
 
@@ -161,3 +161,13 @@ class NamespaceKeys:
             self.att, self.att_committed,
             self.att_uncommitted,
         ]
+
+
+def ready_index_key(prefix: str) -> str:
+    """Worker hint: session id -> when it may next have ready work (ms). Lives beside the factory index."""
+    return f"{prefix}:{{{INDEX_TAG}}}:ready"
+
+
+def ready_version_key(prefix: str) -> str:
+    """Worker hint versions: bumped by every signal, so a worker's 'no work here' never erases a newer signal."""
+    return f"{prefix}:{{{INDEX_TAG}}}:ready_ver"

@@ -79,6 +79,7 @@ __all__ = [
     "SessionReadScope",
     "SessionRelation",
     "SessionStoreCreateRequest",
+    "SlotPolicy",
     "TokenLedgerEntry",
     "TokenUsage",
     "VacuumReport",

@@ -22,7 +22,8 @@ RedisUrl = Annotated[
     typer.Option(
         "--redis-url",
         envvar="REDIS_URL",
-        help="Redis to use. Without it (and without REDIS_URL) a private embedded redis-server is started and removed on exit.",
+        help="Redis to use. Without it (and without REDIS_URL) a private embedded redis-server is started "
+        "and removed on exit.",
     ),
 ]
 

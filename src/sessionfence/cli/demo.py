@@ -73,9 +73,11 @@ def run_demo(url: str, console: Console, turns: int = 3) -> int:
                 checkpoint=HydratedSessionCheckpoint(tool_state={"generation": turn, "tools": {}}),
                 usage_deltas=[TokenLedgerEntry("turn", "demo-model", TokenUsage(100 * turn, 10 * turn, 0, 0))],
             ).with_session_execution_lease(lease.fence())
-            commit = commit.with_turn_commit(RuntimeTurnCommitStamp(session_id, f"turn-{turn}", commit.turn_commit_hash()))
-            result = store.commit_runtime_state(commit)
-            console.print(f"turn {turn}: committed head revision {result.head_revision}, checkpoint {result.checkpoint_ref[:12]}…")
+            stamp = RuntimeTurnCommitStamp(session_id, f"turn-{turn}", commit.turn_commit_hash())
+            result = store.commit_runtime_state(commit.with_turn_commit(stamp))
+            console.print(
+                f"turn {turn}: committed head revision {result.head_revision}, checkpoint {result.checkpoint_ref[:12]}…"
+            )
             leaf = reply.node_id
         store.release_session_execution_lease(lease.completion())
         read = store.load_session(ActivePath())
@@ -89,7 +91,8 @@ def run_demo(url: str, console: Console, turns: int = 3) -> int:
             table.add_row(n.node_id, n.parent_node_id or "", f"{conv['role']}: {conv['parts'][0]['content']}")
         console.print(table)
         for entry in read.token_ledger:
-            console.print(f"usage {entry.source}/{entry.model}: input {entry.usage.input_tokens}, output {entry.usage.output_tokens}")
+            u = entry.usage
+            console.print(f"usage {entry.source}/{entry.model}: input {u.input_tokens}, output {u.output_tokens}")
         factory.delete_session(session_id)
         return 0
     finally:
