@@ -14,6 +14,13 @@ for a = 3, #ARGV do
     if not ok or type(decoded) ~= 'table' then
       return fail('CORRUPT', KEYS[2], 'attachment row ' .. ARGV[a] .. ' does not decode')
     end
+    -- A row of another schema version may keep its session elsewhere: refuse rather than guess.
+    if type(decoded['schema_version']) ~= 'number' then
+      return fail('CORRUPT', KEYS[2], 'attachment row ' .. ARGV[a] .. ' has no schema_version')
+    end
+    if fmt(decoded['schema_version']) ~= SCHEMA then
+      return fail('SCHEMA', 'attachment_manifest_entry', fmt(decoded['schema_version']))
+    end
     if decoded['session_id'] == ARGV[2] then
       todo[#todo + 1] = ARGV[a]
     end

@@ -39,7 +39,16 @@ while not done do
     if not m then
       return fail('CORRUPT', qk.meta, 'batch ' .. ids[n] .. ' has no queue facts')
     end
-    if not first then
+    -- The index was sorted by earlier operations' clocks; if the clock went back since, a row may be not yet
+    -- available or still live-claimed at this `now`: skip it (never a barrier) rather than steal it.
+    local cur
+    cur, err = qstate_get(qk.state, ids[n])
+    if err then
+      return err
+    end
+    if tonumber(m.avail) > now or (cur and cur.cid ~= '-' and tonumber(cur.expires) > now) then
+      -- not a candidate at this `now`
+    elseif not first then
       if boundary == 'C' and m.d ~= 'E' then
         return false
       end

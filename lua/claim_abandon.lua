@@ -25,7 +25,9 @@ for n = 1, #carriers do
     released = released + 1
   end
 end
-if #carriers > 0 then
+-- Forget the claim's batch list only when every carrier was released here: an abandon naming another
+-- session matches nothing and must not drop the real claim's list (renew and completion need it).
+if #carriers > 0 and released == #carriers then
   redis.call('HDEL', qk.claims, cid)
 end
 return released

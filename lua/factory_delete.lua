@@ -19,7 +19,7 @@ end
 local removed = 0
 for k = 1, #KEYS do
   if k ~= 2 then
-    removed = removed + redis.call('DEL', KEYS[k])
+    removed = removed + redis.call('UNLINK', KEYS[k])
   end
 end
 return removed

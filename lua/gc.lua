@@ -13,14 +13,35 @@ local function keep(ref)
     nretained = nretained + 1
   end
 end
+-- A head this binary cannot read (another schema version) must not decide which blobs are garbage.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local version = redis.call('HGET', KEYS[2], 'schema_version')
+  if not version then
+    return fail('CORRUPT', KEYS[2], 'head has no schema_version')
+  end
+  if version ~= SCHEMA then
+    return fail('SCHEMA', 'session_head', version)
+  end
+end
 local root = redis.call('HGET', KEYS[2], 'checkpoint_ref')
 if root and root ~= '' then
   roots = 1
   keep(root)
   local manifest = redis.call('HGET', KEYS[3], root)
   if manifest then
+    -- As strict as the reader: a JSON object whose refs are strings (or absent); arrays decode to tables too.
     local ok, m = pcall(cjson.decode, manifest)
-    if not ok or type(m) ~= 'table' then
+    local bad = not ok or type(m) ~= 'table' or not string.find(manifest, '^%s*{')
+    local fields = { 'tool_state_ref', 'plugin_snapshot_ref', 'execution_state_ref' }
+    for f = 1, #fields do
+      if not bad and m[fields[f]] == cjson.null then
+        m[fields[f]] = nil
+      end
+      if not bad and m[fields[f]] ~= nil and type(m[fields[f]]) ~= 'string' then
+        bad = true
+      end
+    end
+    if bad then
       return fail('CORRUPT', KEYS[3], 'live checkpoint manifest ' .. root .. ' does not decode')
     end
     keep(m['tool_state_ref'])

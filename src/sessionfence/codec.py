@@ -459,18 +459,18 @@ class Codec:
             else:
                 leaf = requested if requested is not None else head.leaf_node_id
             checkpoint = None
-            if manifest_raw:
+            if manifest_raw is not None:  # an empty blob exists: it must decode, not read as absent
                 where = f"{k.blobs} manifest {head.checkpoint_ref}"
                 m = _decode(SessionCheckpoint.from_wire, _json(manifest_raw, where), where)
                 checkpoint = HydratedSessionCheckpoint(
                     turn_state=m.turn_state,
                     tool_state_ref=m.tool_state_ref,
-                    tool_state=_json(tool, f"{k.blobs} {m.tool_state_ref}") if tool else None,
+                    tool_state=_json(tool, f"{k.blobs} {m.tool_state_ref}") if tool is not None else None,
                     plugin_snapshot_ref=m.plugin_snapshot_ref,
-                    plugin_snapshot=_json(plugin, f"{k.blobs} {m.plugin_snapshot_ref}") if plugin else None,
+                    plugin_snapshot=_json(plugin, f"{k.blobs} {m.plugin_snapshot_ref}") if plugin is not None else None,
                     plugin_snapshot_revision=m.plugin_snapshot_revision,
                     execution_state_ref=m.execution_state_ref,
-                    execution_state=bytes(exe) if exe else None,
+                    execution_state=bytes(exe) if exe is not None else None,
                 )
             return PersistedSessionRead(
                 session_id=head.session_id,
@@ -583,7 +583,7 @@ class Codec:
         if not isinstance(boundary, QueuedWorkClaimBoundary):
             raise InvalidRequest(f"unknown claim boundary {boundary!r}")
         for b in exact:
-            v.check_id("batch_id", b)
+            v.check_lookup_id("batch_id", b)  # looked up, never written: an empty id matches nothing (§0)
         token = secrets.token_hex(16)
         args = [
             self.now_arg(), session_id, *_fence_args(fence)[1:], owner_id,

@@ -13,7 +13,7 @@ from typing import Any, Self, TypeVar
 import redis
 
 from .codec import Call, Codec, texts
-from .errors import BackendError
+from .errors import BackendError, InvalidRequest
 from .keys import NamespaceKeys, index_key
 from .models import (
     ActivePath,
@@ -148,6 +148,8 @@ class RedisStore:
         lease_ttl_ms: int,
         batch_ids: Sequence[str],
     ) -> QueuedWorkClaim | None:
+        if isinstance(batch_ids, (str, bytes)) or not isinstance(batch_ids, Sequence):
+            raise InvalidRequest(f"batch_ids must be a list of str, got {type(batch_ids).__name__}")
         ids = list(batch_ids)
         call = self._codec.claim(
             session_id, session_execution_lease, owner_id, boundary, lease_ttl_ms, len(ids), exact=ids

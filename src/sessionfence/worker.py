@@ -289,6 +289,10 @@ class SessionWorker:
             result = await handler_task
         except asyncio.CancelledError:
             if not lost.is_set():
+                # The worker itself is cancelled (host shutdown): hand the claim and the lease back now rather
+                # than leaving the session blocked until the TTL lapses, then let the cancellation through.
+                with contextlib.suppress(Exception):
+                    await self._give_up(store, lease, claim)
                 raise
             self.metrics.inc("turn_lost")
             self.log.warning("lease or claim of %s lost mid-turn: handler cancelled, result dropped", sid)
@@ -389,6 +393,11 @@ class SessionWorker:
                     lost.set()
                     handler_task.cancel()
                     return
+            # redis.asyncio can swallow a cancellation that lands mid-command (the call returns or raises a
+            # connection error instead): honour it here, or the turn would wait on this loop forever.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
 
     async def _give_up(self, store: AsyncRedisStore, lease: SessionExecutionLease, claim: QueuedWorkClaim) -> None:
         with contextlib.suppress(StoreError):

@@ -40,5 +40,24 @@ def demo(redis_url: RedisUrl = None, turns: Annotated[int, typer.Option(help="Ho
         raise typer.Exit(run_demo(url, console, turns))
 
 
+def _register_fleet() -> None:
+    from .fleet import fleet
+
+    app.command(name="fleet")(fleet)
+
+
+_register_fleet()
+
+
+def _register_doctor_and_admin() -> None:
+    from . import admin, doctor
+
+    doctor.register(app)
+    admin.register(app)
+
+
+_register_doctor_and_admin()
+
+
 def main() -> None:
     app()

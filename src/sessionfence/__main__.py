@@ -1,0 +1,5 @@
+"""`python -m sessionfence ...` runs the `sessionfence` command line."""
+
+from .cli import main
+
+main()
