@@ -31,6 +31,6 @@ for t = 1, #todo do
   redis.call('ZREM', KEYS[4], todo[t])
 end
 if #todo > 0 then
-  redis.call('SET', KEYS[1], SCHEMA)
+  schema_mark(KEYS[1])
 end
 return #todo

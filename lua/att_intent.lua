@@ -9,5 +9,5 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 end
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return 1

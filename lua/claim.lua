@@ -116,7 +116,7 @@ for n = 1, #selected do
     return err
   end
 end
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 if rejected then
   return false
 end

@@ -30,5 +30,5 @@ for n = 1, #mine do
   redis.call('ZREM', qk.ready, mine[n])
   redis.call('ZADD', qk.held, expires, mine[n])
 end
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return expires

@@ -12,12 +12,7 @@ local function nxt()
   return ARGV[i]
 end
 
-local err = schema_check(KEYS[1]) or guard_all({
-  KEYS[2], 'hash', KEYS[3], 'hash', KEYS[4], 'stream', KEYS[5], 'set', KEYS[6], 'hash', KEYS[7], 'hash',
-  KEYS[8], 'list', KEYS[9], 'hash', KEYS[10], 'stream', KEYS[11], 'hash', KEYS[12], 'hash', KEYS[13], 'hash',
-  KEYS[14], 'zset', KEYS[15], 'hash', KEYS[16], 'hash', KEYS[17], 'hash', KEYS[18], 'hash', KEYS[19], 'hash',
-  KEYS[20], 'zset', KEYS[21], 'zset', KEYS[22], 'zset', KEYS[23], 'zset', KEYS[24], 'hash',
-})
+local err = schema_check(KEYS[1])
 if err then
   return err
 end
@@ -38,9 +33,16 @@ local config, frames, current_frame, checkpoint_ref = nxt(), nxt(), nxt(), nxt()
 if bound ~= '' and bound ~= sid then
   return fail('BINDING', bound, sid)
 end
-local head_sid = redis.call('HGET', KEYS[2], 'session_id')
-if head_sid and head_sid ~= sid then
-  return fail('BINDING', head_sid, sid)
+local head
+head, err = read(KEYS[2], 'hash', 'HMGET', 'session_id', 'head_revision', 'schema_version')
+if err then
+  return err
+end
+if head[3] and head[3] ~= SCHEMA then
+  return fail('SCHEMA', 'session_head', head[3])
+end
+if head[1] and head[1] ~= sid then
+  return fail('BINDING', head[1], sid)
 end
 -- 3. Stamp session.
 if stamp and stamp_sid ~= sid then
@@ -48,7 +50,11 @@ if stamp and stamp_sid ~= sid then
 end
 -- 4. Replay lookup: the same hash returns the stored result and writes nothing but an included release.
 if stamp then
-  local record = redis.call('HGET', KEYS[9], stamp_field)
+  local record
+  record, err = read(KEYS[9], 'hash', 'HGET', stamp_field)
+  if err then
+    return err
+  end
   if record then
     local ok, decoded = pcall(cjson.decode, record)
     if not ok or type(decoded) ~= 'table' then
@@ -79,7 +85,7 @@ if not fenced then
   return fail('LEASE_EXPIRED', sid)
 end
 -- 6. Head CAS (revisions are compared as the decimal strings Redis keeps, never as doubles).
-local actual = redis.call('HGET', KEYS[2], 'head_revision') or '0'
+local actual = head[2] or '0'
 if expected ~= '' and expected ~= actual then
   return fail('HEAD_CONFLICT', expected, actual)
 end
@@ -153,9 +159,18 @@ end
 local event_turn = nxt()
 
 -- 8. Node collisions: a stored id (live, or tombstoned and not yet vacuumed) cannot be appended again.
-if mode == 'A' then
+if mode == 'A' and #nodes > 0 then
+  local ids = {}
   for n = 1, #nodes do
-    if redis.call('HEXISTS', KEYS[3], nodes[n][1]) == 1 then
+    ids[n] = nodes[n][1]
+  end
+  local found
+  found, err = read(KEYS[3], 'hash', 'HMGET', unpack(ids))
+  if err then
+    return err
+  end
+  for n = 1, #nodes do
+    if found[n] then
       return fail('NODE_EXISTS', nodes[n][1])
     end
   end
@@ -163,9 +178,15 @@ end
 -- Ledger sums must stay inside int64; judged (with margin) before writing so HINCRBY cannot fail midway.
 local running = {}
 for u = 1, #usage do
+  local key = usage[u][1]
+  local stored
+  stored, err = read(KEYS[7], 'hash', 'HMGET', key .. '\0' .. 2, key .. '\0' .. 3, key .. '\0' .. 4, key .. '\0' .. 5)
+  if err then
+    return err
+  end
   for f = 2, 5 do
-    local field = usage[u][1] .. '\0' .. f
-    local cur = running[field] or tonumber(redis.call('HGET', KEYS[7], field) or '0')
+    local field = key .. '\0' .. f
+    local cur = running[field] or tonumber(stored[f - 1] or '0')
     cur = cur + tonumber(usage[u][f])
     if cur > 9.2e18 or cur < -9.2e18 then
       return fail('CORRUPT', KEYS[7], 'token usage ledger would overflow 64-bit integers')
@@ -176,16 +197,47 @@ end
 -- Attachment rows to stamp (15), read before any write because decoding may fail.
 local stamp_atts = {}
 for a = 1, #atts do
-  local row = redis.call('HGET', KEYS[12], atts[a])
+  local row
+  row, err = read(KEYS[12], 'hash', 'HGET', atts[a])
+  if err then
+    return err
+  end
   if row and redis.call('HEXISTS', KEYS[13], atts[a]) == 0 then
     local ok, decoded = pcall(cjson.decode, row)
     if not ok or type(decoded) ~= 'table' then
       return fail('CORRUPT', KEYS[12], 'attachment row ' .. atts[a] .. ' does not decode')
     end
+    if tostring(decoded['schema_version']) ~= SCHEMA then
+      return fail('SCHEMA', 'attachment_manifest_entry', tostring(decoded['schema_version']))
+    end
     if decoded['session_id'] == sid then
       stamp_atts[#stamp_atts + 1] = atts[a]
     end
   end
+end
+
+-- Keys this commit writes without reading them first: refuse a wrong type now, not halfway through.
+local writes = { KEYS[3], 'hash', KEYS[5], 'set', KEYS[6], 'hash', KEYS[10], 'stream' }
+if mode ~= 'U' then
+  writes[#writes + 1], writes[#writes + 2] = KEYS[4], 'stream'
+end
+if #usage > 0 then
+  writes[#writes + 1], writes[#writes + 2] = KEYS[8], 'list'
+end
+if #stamp_atts > 0 then
+  for _, x in ipairs({ KEYS[13], 'hash', KEYS[14], 'zset' }) do
+    writes[#writes + 1] = x
+  end
+end
+if #done_batches > 0 then
+  for _, x in ipairs({ KEYS[15], 'hash', KEYS[17], 'hash', KEYS[18], 'hash', KEYS[19], 'hash', KEYS[21], 'zset',
+    KEYS[22], 'zset', KEYS[23], 'zset', KEYS[24], 'hash' }) do
+    writes[#writes + 1] = x
+  end
+end
+err = guard_all(writes)
+if err then
+  return err
 end
 
 -- ---- effects ------------------------------------------------------------------------------------------
@@ -215,14 +267,16 @@ if mode ~= 'U' then
 end
 -- 12. Live node count, O(1).
 local count = redis.call('HLEN', KEYS[3]) - redis.call('SCARD', KEYS[5])
--- 13. Head.
-local rev = redis.call('HINCRBY', KEYS[2], 'head_revision', 1)
-redis.call('HSET', KEYS[2], 'schema_version', SCHEMA, 'session_id', sid, 'config', config,
-  'agent_frames', frames, 'current_agent_frame_id', current_frame, 'checkpoint_ref', checkpoint_ref,
-  'graph_node_count', count)
+-- 13. Head. Revisions stay far below 2^53, where doubles are exact.
+local rev_s = fmt(tonumber(actual) + 1)
 if leaf_present then
-  redis.call('HSET', KEYS[2], 'leaf_node_id', leaf)
+  redis.call('HSET', KEYS[2], 'schema_version', SCHEMA, 'session_id', sid, 'head_revision', rev_s, 'config', config,
+    'agent_frames', frames, 'current_agent_frame_id', current_frame, 'checkpoint_ref', checkpoint_ref,
+    'graph_node_count', count, 'leaf_node_id', leaf)
 else
+  redis.call('HSET', KEYS[2], 'schema_version', SCHEMA, 'session_id', sid, 'head_revision', rev_s, 'config', config,
+    'agent_frames', frames, 'current_agent_frame_id', current_frame, 'checkpoint_ref', checkpoint_ref,
+    'graph_node_count', count)
   redis.call('HDEL', KEYS[2], 'leaf_node_id')
 end
 -- 14. Completed batches.
@@ -238,7 +292,6 @@ for a = 1, #stamp_atts do
   redis.call('ZREM', KEYS[14], stamp_atts[a])
 end
 -- 16. Turn record, never expiring.
-local rev_s = fmt(rev)
 if stamp then
   redis.call('HSET', KEYS[9], stamp_field, record_prefix .. rev_s .. ',"committed_at_ms":' .. fmt(now) .. '}')
 end
@@ -249,5 +302,5 @@ end
 -- The commit event log a watcher follows with XREAD; capped, never needed for correctness.
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', '10000', '*', 'rev', rev_s, 'turn', event_turn, 'mode', mode,
   'nodes', tostring(#nodes), 'leaf', leaf_present and leaf or '', 'at', fmt(now))
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return { 'ok', rev_s }

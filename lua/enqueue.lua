@@ -35,5 +35,5 @@ else
   redis.call('ZADD', qk.delayed, ARGV[6], id)
 end
 redis.call('SADD', qk.sessions, sid)
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return { 'new', ARGV[5], meta }

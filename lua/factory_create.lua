@@ -6,7 +6,7 @@ if err then
   return err
 end
 local created = redis.call('SET', KEYS[2], ARGV[1], 'NX')
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 if created then
   return 1
 end

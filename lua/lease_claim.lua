@@ -23,5 +23,5 @@ if row and tonumber(row.fencing) >= fencing then
 end
 local f, c, e = fmt(fencing), fmt(now), fmt(expiry(now, ARGV[4]))
 lease_put(KEYS[2], sid, f, c, e, owner)
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return { f, c, e }

@@ -6,5 +6,5 @@ if err then
   return err
 end
 redis.call('SET', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], SCHEMA)
+schema_mark(KEYS[1])
 return 1

@@ -12,6 +12,6 @@ for a = 1, #ARGV do
   end
 end
 if #ARGV > 0 then
-  redis.call('SET', KEYS[1], SCHEMA)
+  schema_mark(KEYS[1])
 end
 return marked

@@ -346,11 +346,6 @@ async def test_unknown_schema_version_in_head(
     await neighbor_works(neighbor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG for lead (lua/commit.lua): a commit never reads head.schema_version, so it applies on top "
-    "of a head of another version and overwrites schema_version with 1",
-)
 async def test_commit_refuses_a_head_of_another_schema_version(backend: Backend, victim: Namespace) -> None:
     store, k = victim.store, victim.keys
     await raw(backend).hset(k.head, "schema_version", "7")
@@ -462,11 +457,6 @@ async def test_unknown_schema_version_in_attachment_row(
     await neighbor_works(neighbor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG for lead (lua/commit.lua step 15): committed_attachment_ids stamps a row without checking "
-    "its schema_version (att_commit.lua checks it), so a commit silently stamps a foreign-version row",
-)
 async def test_commit_refuses_an_attachment_row_of_another_schema_version(
     backend: Backend, victim: Namespace
 ) -> None:

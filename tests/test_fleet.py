@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import multiprocessing
@@ -112,6 +113,34 @@ def test_fleet_as_a_subprocess_writes_a_report(tmp_path: Path) -> None:
     assert report["producer"]["submitted"] == 60
     assert report["commits"]["committed_turns"] > 0
     assert _port_closed(report["redis"]["url"])
+
+
+def test_fleet_stops_cleanly_on_sigterm() -> None:
+    """A CI timeout or `kill`: workers stopped, the embedded server removed, exit status 130."""
+    args = [sys.executable, "-m", "sessionfence", "fleet", "--turns", "100000", "--workers", "2"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV_WITHOUT_REDIS
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    url = None
+    try:
+        for line in proc.stdout:  # the status lines start once production is under way
+            lines.append(line)
+            if "started a private redis-server" in line:
+                url = "redis://" + line.split("redis://")[1].split("/")[0] + "/0"
+            if "producing: submitted" in line and "acked 0," not in line:
+                break
+        assert url is not None, "".join(lines)
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, "".join(lines) + output
+    assert "interrupted" in output
+    assert _port_closed(url)
 
 
 # -- the verifier detects planted violations --------------------------------------------------------------
@@ -282,3 +311,67 @@ def test_verify_only_on_an_unknown_prefix_fails(kept_run: tuple[str, str]) -> No
     result = CliRunner().invoke(app, ["fleet", "--redis-url", url, "--verify-only", "sffleetnothere"])
     assert result.exit_code == 1
     assert "no fleet run is recorded" in result.output
+
+
+# -- a runtime bug the fleet found ---------------------------------------------------------------------------
+
+
+async def test_keep_alive_honours_a_swallowed_cancellation(redis_url: str, key_prefix: str) -> None:
+    """redis.asyncio may swallow a cancellation that lands mid-command (the call returns normally). The turn
+    cancels its keep-alive when the handler returns; if the keep-alive kept looping, the turn would hang while
+    renewing its lease and claim forever (the fleet saw this as a session that never drained)."""
+    import redis.asyncio as aredis
+
+    from sessionfence.models import (
+        DeliveryPolicy,
+        QueuedWorkBatchDraft,
+        QueuedWorkClaimBoundary,
+        SessionRelation,
+        SessionStoreCreateRequest,
+        SlotPolicy,
+    )
+    from sessionfence.store import AsyncRedisStore, AsyncRedisStoreFactory
+    from sessionfence.worker import SessionWorker, TurnContext, TurnResult
+
+    class SwallowingStore(AsyncRedisStore):
+        async def renew_session_execution_lease(self, fence: Any, lease_ttl_ms: int) -> Any:
+            with contextlib.suppress(asyncio.CancelledError):  # as redis.asyncio can do mid-command
+                await asyncio.sleep(0.2)
+            return await super().renew_session_execution_lease(fence, lease_ttl_ms)
+
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        factory = AsyncRedisStoreFactory(client, key_prefix=key_prefix)
+        await factory.create_store(SessionStoreCreateRequest("s", SessionRelation.root(), "m", "p"))
+        store = SwallowingStore(client, "s", key_prefix=key_prefix, bound_session_id="s")
+        await store.enqueue_queued_work(
+            QueuedWorkBatchDraft(
+                session_id="s",
+                delivery_policy=DeliveryPolicy.EARLIEST_SAFE_BOUNDARY,
+                slot_policy=SlotPolicy.JOIN,
+                payloads=[{"type": "turn_input", "input": {"items": [], "image_blobs": {}}}],
+            )
+        )
+        lease = await store.try_claim_session_execution_lease("s", "w", 3000)
+        assert lease is not None
+        claim = await store.claim_ready_queued_work(
+            "s", lease.fence(), "w", QueuedWorkClaimBoundary.IDLE, 3000, 1
+        )
+        assert claim is not None
+
+        async def handler(ctx: TurnContext) -> TurnResult:
+            raise AssertionError("not called")
+
+        worker = SessionWorker(factory, "w", handler, lease_ttl_ms=300, claim_ttl_ms=300)
+        never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        keeper = asyncio.create_task(
+            worker._keep_alive(store, lease, claim, never, asyncio.Event())  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.15)  # the keep-alive is inside its first renewal now
+        keeper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(keeper, 2.0)
+        never.cancel()
+        await factory.delete_session("s")
+    finally:
+        await client.aclose()

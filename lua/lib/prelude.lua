@@ -33,16 +33,35 @@ local function expiry(now, ttl)
 end
 
 -- The namespace schema marker (contract §1.14): absent or SCHEMA, anything else refuses the operation.
+-- Writers call schema_mark() after their writes; it only writes when the marker was absent.
+local schema_marked = false
+
 local function schema_check(key)
-  local ty = redis.call('TYPE', key)['ok']
-  if ty ~= 'none' and ty ~= 'string' then
-    return fail('WRONGTYPE', key, ty, 'string')
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    return fail('WRONGTYPE', key, redis.call('TYPE', key)['ok'], 'string')
   end
-  local v = redis.call('GET', key)
   if v and v ~= SCHEMA then
     return fail('SCHEMA', 'namespace', v)
   end
+  schema_marked = v == SCHEMA
   return nil
+end
+
+local function schema_mark(key)
+  if not schema_marked then
+    redis.call('SET', key, SCHEMA)
+    schema_marked = true
+  end
+end
+
+-- A read that names its key when the key holds the wrong Redis type (instead of a bare WRONGTYPE).
+local function read(key, want, cmd, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
+    return nil, fail('WRONGTYPE', key, redis.call('TYPE', key)['ok'], want)
+  end
+  return r, nil
 end
 
 -- Refuse a key of the wrong Redis type before any write, so a planted key can never cause a partial write.
@@ -67,7 +86,10 @@ end
 -- Session lease row: '<schema> <fencing> <claimed_at> <expires_at> <owner>'; owner '' means released.
 -- The lease token is derived, never stored: '<session>:<owner>:<claimed_at>:<fencing>'.
 local function lease_get(key, sid)
-  local v = redis.call('HGET', key, sid)
+  local v, err = read(key, 'hash', 'HGET', sid)
+  if err then
+    return nil, err
+  end
   if not v then
     return nil, nil
   end

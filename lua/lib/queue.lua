@@ -3,7 +3,10 @@
 --   '<schema> <claim_fencing> <claimed_at> <expires_at> <claim_id> <claim_token> <owner>'
 -- An unclaimed batch has claim_id and token '-' (a real claim id always starts with 'qwc:').
 local function qstate_get(key, batch_id)
-  local v = redis.call('HGET', key, batch_id)
+  local v, err = read(key, 'hash', 'HGET', batch_id)
+  if err then
+    return nil, err
+  end
   if not v then
     return nil, nil
   end

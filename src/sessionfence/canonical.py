@@ -146,7 +146,19 @@ def check_json(value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Non
         else:
             children = container
         for child in children:
-            if isinstance(child, (dict, list)):
+            # Exact-type dispatch first: it is the hot path of every commit (node bodies, payloads).
+            t = type(child)
+            if t is dict or t is list:
+                stack.append((child, depth + 1))
+            elif t is str:
+                if not child.isascii():
+                    _check_text(child, what, "string")
+            elif t is int:
+                if not MIN_JSON_INT <= child <= MAX_JSON_INT:
+                    _check_scalar(child, what)
+            elif child is None or t is bool:
+                continue
+            elif isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
             else:
                 _check_scalar(child, what)

@@ -287,6 +287,7 @@ class Codec:
         self.keys = keys
         self.clock = clock
         self.bound_session_id = bound_session_id
+        self._commit_key_cache: dict[str, list[str]] = {}
 
     # -- clock ---------------------------------------------------------------------------------------------
     def now_arg(self) -> str:
@@ -373,12 +374,7 @@ class Codec:
         args += commit.committed_attachment_ids
         args.append(stamp.turn_id if stamp else "")
 
-        q = k
-        keys = [
-            k.schema, k.head, k.nodes, k.node_order, k.tombstones, k.blobs, k.ledger, k.ledger_order, k.turns,
-            k.events, k.leases, k.att, k.att_committed, k.att_uncommitted, q.q_batches, q.q_state, q.q_source,
-            q.q_srcof, q.q_claims, q.q_all(sid), q.q_ready(sid), q.q_delayed(sid), q.q_held(sid), q.q_meta,
-        ]
+        keys = self._commit_keys(sid)
 
         def decode(reply: Any) -> RuntimeCommitResult:
             tag = _text(reply[0])
@@ -399,6 +395,20 @@ class Codec:
             )
 
         return Call("commit", keys, args, decode)
+
+    def _commit_keys(self, sid: str) -> list[str]:
+        """The 24 KEYS of the commit script (lua/commit.lua header), cached per session id."""
+        keys = self._commit_key_cache.get(sid)
+        if keys is None:
+            k = self.keys
+            keys = [
+                k.schema, k.head, k.nodes, k.node_order, k.tombstones, k.blobs, k.ledger, k.ledger_order, k.turns,
+                k.events, k.leases, k.att, k.att_committed, k.att_uncommitted, k.q_batches, k.q_state, k.q_source,
+                k.q_srcof, k.q_claims, k.q_all(sid), k.q_ready(sid), k.q_delayed(sid), k.q_held(sid), k.q_meta,
+            ]
+            if len(self._commit_key_cache) < 64:
+                self._commit_key_cache[sid] = keys
+        return keys
 
     # -- session execution leases --------------------------------------------------------------------------
     def try_claim(self, session_id: str, owner_id: str, ttl: int) -> Call[SessionExecutionLease | None]:

@@ -11,7 +11,7 @@ See docs/keys.md for what each key holds and which operation writes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["INDEX_TAG", "NamespaceKeys", "encode_tag", "index_key", "ready_index_key", "ready_version_key"]
 
@@ -32,10 +32,10 @@ def index_key(prefix: str) -> str:
 class NamespaceKeys:
     prefix: str
     namespace: str
+    base: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{{encode_tag(self.namespace)}}}:"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", f"{self.prefix}:{{{encode_tag(self.namespace)}}}:")
 
     def part(self, name: str) -> str:
         return self.base + name

@@ -255,13 +255,29 @@ def check_read_scope(scope: FullGraph | ActivePath, name: str = "scope") -> None
         check_opt_str(f"{name}.leaf_node_id", scope.leaf_node_id)
 
 
+def _plain_node(node: SessionNodeRecord) -> bool:
+    """Fast path for the common node (ASCII ids, no caused_by); anything else takes the exact, named checks."""
+    nid, parent, frame, ts = node.node_id, node.parent_node_id, node.agent_frame_id, node.timestamp
+    return (
+        type(nid) is str
+        and 0 < len(nid) <= MAX_ID_BYTES
+        and nid.isascii()
+        and (parent is None or (type(parent) is str and parent.isascii()))
+        and (frame is None or (type(frame) is str and frame.isascii()))
+        and type(ts) is str
+        and ts.isascii()
+        and node.caused_by is None
+    )
+
+
 def _check_nodes(name: str, nodes: Any) -> None:
     """Node ids must be unique within one delta (§2.3 step 0); stored-node collisions are the script's job."""
     seen: set[str] = set()
     for index, node in enumerate(_check_list(name, nodes)):
         path = f"{name}[{index}]"
         _check_type(path, node, SessionNodeRecord)
-        _check_fields(path, node, _NODE_FIELDS)
+        if not _plain_node(node):
+            _check_fields(path, node, _NODE_FIELDS)
         if node.node_id in seen:
             raise InvalidRequest(f"{name}: node id {_short(node.node_id)} appears more than once")
         seen.add(node.node_id)

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from .fleet_worker import MODEL_CALL, STARTING, WorkerSpec, worker_main
+from .fleet_worker import LOADING, MODEL_CALL, STARTING, WorkerSpec, worker_main
 
 __all__ = ["FAULT_KINDS", "FaultInjector", "WorkerPool"]
 
@@ -44,7 +44,7 @@ class _Slot:
     incarnation: int
     spec: WorkerSpec
     process: BaseProcess
-    state: Any  # multiprocessing RawValue('b'): STARTING / RUNNING / MODEL_CALL (fleet_worker)
+    state: Any  # multiprocessing RawValue('b'): STARTING / RUNNING / LOADING / MODEL_CALL (fleet_worker)
     paused: bool = False
     stopping: bool = False
 
@@ -239,13 +239,19 @@ class FaultInjector:
 
     async def _pick(self, kind: str, wait_s: float = 0.3) -> _Slot | None:
         """A random eligible worker; kills and pauses wait a little for one that is mid-turn (holding a lease
-        and a claim), which is when they hurt most."""
+        and a claim), which is when they hurt most. Pauses aim at either moment of a turn (see fleet_worker):
+        before the keep-alive runs (the zombie's first write is its commit) or during the model call (its first
+        write is a renewal)."""
         deadline = time.monotonic() + (wait_s if kind in ("kill", "pause") else 0.0)
+        if kind == "pause":
+            wanted: tuple[int, ...] = (self.rng.choice((LOADING, MODEL_CALL)),)
+        else:
+            wanted = (LOADING, MODEL_CALL)
         while True:
             candidates = self._candidates(kind)
             if not candidates:
                 return None
-            busy = [s for s in candidates if s.state.value == MODEL_CALL]
+            busy = [s for s in candidates if s.state.value in wanted]
             if busy:
                 return self.rng.choice(busy)
             if time.monotonic() >= deadline:
@@ -256,7 +262,9 @@ class FaultInjector:
         slot = await self._pick(kind)
         if slot is None:
             return False
-        detail: dict[str, Any] = {"mid_turn": slot.state.value == MODEL_CALL}
+        detail: dict[str, Any] = {
+            "at": {LOADING: "loading", MODEL_CALL: "model_call"}.get(slot.state.value, "idle")
+        }
         if kind == "kill":
             self.pool.kill(slot)
         elif kind == "pause":
@@ -300,7 +308,7 @@ class FaultInjector:
                     if info.get("name") == name:
                         with contextlib.suppress(RedisError):
                             killed += int(await self.client.client_kill_filter(_id=info["id"]))
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.01)
         except RedisError as exc:  # e.g. an ACL without CLIENT LIST / CLIENT KILL on the user's Redis
             self._drop_disabled = True
             self.counts["drop_unavailable"] += 1

@@ -34,15 +34,17 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..models import QueuedWorkClaimBoundary, RuntimeCommitResult
-from ..store import AsyncRedisStoreFactory
+from ..models import QueuedWorkClaim, QueuedWorkClaimBoundary, RuntimeCommitResult, SessionExecutionLease
+from ..store import AsyncRedisStore, AsyncRedisStoreFactory
 from ..worker import SessionWorker, TurnContext, TurnOutcome, TurnResult
 from .fleet_sim import simulate_turn
 
-__all__ = ["MODEL_CALL", "RUNNING", "STARTING", "EventLog", "WorkerSpec", "worker_main"]
+__all__ = ["LOADING", "MODEL_CALL", "RUNNING", "STARTING", "EventLog", "WorkerSpec", "worker_main"]
 
-# values of the shared state byte
-STARTING, RUNNING, MODEL_CALL = 0, 1, 2
+# Values of the shared state byte. LOADING: the worker holds a lease and a claim and is reading the session,
+# its keep-alive not started yet (paused here, its first write after waking is the commit). MODEL_CALL: the
+# handler waits on its simulated model call (paused here, its first write is usually a lease renewal).
+STARTING, RUNNING, LOADING, MODEL_CALL = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,26 @@ class _EventHandler(logging.Handler):
 
 
 class FleetWorker(SessionWorker):
-    """A SessionWorker that logs every turn that did not commit (with the claim it was working on)."""
+    """A SessionWorker that logs every turn that did not commit (with the claim it was working on) and marks
+    in the shared state byte when it holds a lease and a claim (LOADING, then MODEL_CALL from the handler)."""
 
     events: EventLog
     fleet_metrics: FleetMetrics
     current_claim: str | None = None
+    state: Any = None
+
+    def _set_state(self, value: int) -> None:
+        if self.state is not None:
+            self.state.value = value
+
+    async def _run_turn(
+        self, store: AsyncRedisStore, lease: SessionExecutionLease, claim: QueuedWorkClaim, t0: float
+    ) -> TurnOutcome:
+        self._set_state(LOADING)
+        try:
+            return await super()._run_turn(store, lease, claim, t0)
+        finally:
+            self._set_state(RUNNING)
 
     async def run_session(self, session_id: str, version: int = 0) -> TurnOutcome:
         self.fleet_metrics.last_kind = ""
@@ -150,8 +167,8 @@ def _die_with_parent() -> None:
 def worker_main(spec: WorkerSpec, state: Any = None) -> None:
     """Process entry point (multiprocessing target).
 
-    `state` is a shared byte the parent reads: STARTING until the worker loop runs, then RUNNING, and MODEL_CALL
-    while a turn waits on its simulated model call (the fault injector aims kills and pauses at those).
+    `state` is a shared byte the parent reads: STARTING until the worker loop runs, then RUNNING, LOADING or
+    MODEL_CALL (see the constants); the fault injector aims kills and pauses at the last two.
     """
     _die_with_parent()
     if os.getppid() != spec.parent_pid:  # the parent died before prctl took effect
@@ -216,6 +233,7 @@ async def _run(spec: WorkerSpec, state: Any) -> None:
         on_commit=on_commit,
     )
     worker.events = events
+    worker.state = state
     worker.fleet_metrics = metrics
 
     def stats() -> dict[str, Any]:
