@@ -66,6 +66,7 @@ def test_fleet_with_every_fault_kind_verifies_clean(tmp_path: Path) -> None:
         "--turns", "400",
         "--faults", "kill,pause,drop",
         "--fault-interval", "0.5",
+        "--rate", "40",
         "--seed", "11",
         "--report", str(report_path),
     ]  # fmt: skip
@@ -94,7 +95,7 @@ def test_fleet_as_a_subprocess_writes_a_report(tmp_path: Path) -> None:
     args = [
         sys.executable, "-m", "sessionfence", "fleet",
         "--sessions", "3", "--workers", "2", "--turns", "60", "--faults", "kill",
-        "--fault-interval", "0.4", "--rate", "20", "--seed", "5", "--report", str(report_path),
+        "--fault-interval", "0.4", "--rate", "10", "--seed", "5", "--report", str(report_path),
     ]  # fmt: skip
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV_WITHOUT_REDIS

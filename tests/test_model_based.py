@@ -255,8 +255,13 @@ class StoreVersusModel(RuleBasedStateMachine):
         leaf = data.draw(st.sampled_from([None, *NODE_IDS, "zz"]), label="leaf")
         if kind == "U":
             return GraphUnchanged(leaf)
-        unique = data.draw(st.integers(0, 7), label="unique ids") > 0
-        ids = data.draw(st.lists(st.sampled_from(NODE_IDS), max_size=3, unique=unique), label="node ids")
+        free = [i for i in NODE_IDS if i not in self.model.nodes]
+        if kind == "A" and free and data.draw(st.integers(0, 3), label="fresh ids") > 0:
+            # Mostly ids that are free, so appends apply; otherwise any ids, so collisions happen.
+            ids = data.draw(st.lists(st.sampled_from(free), min_size=1, max_size=2, unique=True), label="ids")
+        else:
+            unique = data.draw(st.integers(0, 7), label="unique ids") > 0
+            ids = data.draw(st.lists(st.sampled_from(NODE_IDS), max_size=3, unique=unique), label="node ids")
         nodes = [node(i, data.draw(st.sampled_from([None, *NODE_IDS]), label="parent")) for i in ids]
         if kind == "A":
             return GraphAppend(nodes, leaf)
@@ -501,13 +506,13 @@ class StoreVersusModel(RuleBasedStateMachine):
                 lambda _: self.model.abandon_queued_work_claim(claim),
             )
 
-    @rule(
-        op=st.sampled_from(["tombstone", "tombstone", "vacuum", "gc"]),
-        ids=st.lists(st.sampled_from([*NODE_IDS, "zz"]), max_size=3),
-    )
-    def maintenance(self, op: str, ids: list[str]) -> None:
+    @rule(data=st.data(), op=st.sampled_from(["tombstone", "tombstone", "vacuum", "gc"]))
+    def maintenance(self, data: st.DataObject, op: str) -> None:
         self.step()
         if op == "tombstone":
+            live = [i for i, row in self.model.nodes.items() if not row.tombstoned]
+            pool = live if live and data.draw(st.booleans(), label="live ids") else [*NODE_IDS, "zz"]
+            ids = data.draw(st.lists(st.sampled_from(pool), max_size=3), label="tombstone ids")
             self.both(
                 "tombstone",
                 lambda: self.store.tombstone_nodes(ids),

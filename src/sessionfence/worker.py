@@ -218,7 +218,11 @@ class SessionWorker:
             for session_id, version in await self._due_sessions():
                 if self._stop.is_set():
                     break
-                outcome = await self.run_session(session_id, version)
+                try:
+                    outcome = await self.run_session(session_id, version)
+                except StoreError as exc:  # one bad session (corrupt record, outage) must not stop the worker
+                    self.log.error("turn on %s failed: %s", session_id, exc)
+                    continue
                 did_work = did_work or outcome is TurnOutcome.COMMITTED
             if until_idle and not did_work and not await self._due_sessions():
                 return
@@ -318,6 +322,13 @@ class SessionWorker:
             self.log.warning("commit of %s refused: %s", sid, exc)
             await self._give_up(store, lease, claim)
             return TurnOutcome.REFUSED
+        except StoreError as exc:
+            # Outcome unknown after every retry (Redis down) or a backend fault: if the commit landed, its
+            # claim and lease are already gone and giving them up is a no-op; if not, the work is redone.
+            self.metrics.inc("commit_failed", kind=type(exc).__name__)
+            self.log.error("commit of %s failed: %s", sid, exc)
+            await self._give_up(store, lease, claim)
+            return TurnOutcome.FAILED
         self.metrics.inc("commit_applied")
         self.metrics.observe("turn", time.perf_counter() - t0)
         if self.on_commit is not None:
