@@ -82,6 +82,10 @@ for n = 1, #selected do
     return err
   end
   states[n] = st
+  err = qbatch_check(qk.batches, selected[n])
+  if err then
+    return err
+  end
 end
 local fencing = fmt(tonumber(states[1].fencing) + 1)
 local cid = 'qwc:' .. first.seq .. ':' .. fencing

@@ -198,11 +198,6 @@ async def test_bad_json_in_node(backend: Backend, victim: Namespace, neighbor: N
     await neighbor_works(neighbor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG for lead (codec.load_meta and load_node decode with `if r`): an empty stored value reads as "
-    "None (a silent default) instead of raising BackendError",
-)
 async def test_empty_stored_values_are_corrupt_not_absent(backend: Backend, victim: Namespace) -> None:
     store, k = victim.store, victim.keys
     await raw(backend).set(k.meta, b"")
@@ -211,11 +206,6 @@ async def test_empty_stored_values_are_corrupt_not_absent(backend: Backend, vict
     await refuses(backend, victim, lambda: store.load_node("B"), key=k.nodes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG for lead (codec._decode re-raises the models' BackendError unchanged): a record that is "
-    "valid JSON of the wrong shape raises 'malformed X record' without naming the Redis key it came from",
-)
 async def test_malformed_records_name_their_key(backend: Backend, victim: Namespace) -> None:
     store, k = victim.store, victim.keys
     await raw(backend).set(k.meta, b'{"schema_version":1,"session_id":5}')
@@ -241,12 +231,6 @@ async def test_bad_json_in_batch(backend: Backend, victim: Namespace, neighbor: 
     await neighbor_works(neighbor)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG for lead (lua/claim.lua): the claim is stamped before Python decodes the batch JSON, so a "
-    "corrupt or foreign-version batch raises after the claim was written "
-    "(contract §0: a raise changes nothing)",
-)
 async def test_claim_of_a_corrupt_batch_changes_nothing(backend: Backend, victim: Namespace) -> None:
     store, k = victim.store, victim.keys
     await raw(backend).hset(k.q_batches, victim.batch_id, b"{bad")

@@ -165,7 +165,7 @@ class StoreVersusModel(RuleBasedStateMachine):
         data: st.DataObject,
         kind: type[SessionExecutionLeaseFence] | type[SessionExecutionLeaseCompletion],
         sid: str | None = None,
-        prefer_current: int = 7,
+        prefer_current: int = 8,
     ) -> Any:
         """Mostly the newest lease of the session the operation targets (so operations get past the fence
         check), otherwise any lease seen so far, possibly mutated, or a fabricated one."""
@@ -278,6 +278,22 @@ class StoreVersusModel(RuleBasedStateMachine):
         for sid in SESSIONS:
             self.try_claim_lease(sid, "w1", 10**7)
         self.enqueue_some(data, data.draw(st.integers(0, 4), label="initial drafts"))
+        if data.draw(st.booleans(), label="initial graph"):
+            ids = data.draw(st.lists(st.sampled_from(NODE_IDS), min_size=1, max_size=4, unique=True))
+            nodes = [node(i, ids[k - 1] if k else None) for k, i in enumerate(ids)]
+            graph = GraphReplaceFull(SessionGraph(nodes=nodes, leaf_node_id=ids[-1]))
+            commit = RuntimeCommit(
+                session_id="root",
+                expected_head_revision=0,
+                session_execution_lease=self.current["root"].fence(),
+                config=CONFIGS[0],
+                graph=graph,
+            )
+            self.both(
+                "commit (initial)",
+                lambda: self.store.commit_runtime_state(commit),
+                lambda _: self.model.commit_runtime_state(commit),
+            )
 
     @rule(dt=st.sampled_from([0, 0, 1, 49, 50, 51, 100, 500, 1000, 60_000, 10**6]))
     def advance_clock(self, dt: int) -> None:
@@ -325,10 +341,12 @@ class StoreVersusModel(RuleBasedStateMachine):
         # Once bound, a commit for "other" is a binding test; before that every commit is for "root".
         sid = "root" if self.model.head is None else data.draw(st.sampled_from(["root"] * 9 + ["other"]))
         lease = self.current.get(sid)
-        if (lease is None or not self.model.leases[sid].live(self.now)) and data.draw(st.booleans()):
+        if (lease is None or not self.model.leases[sid].live(self.now)) and data.draw(st.integers(0, 3)) > 0:
             self.try_claim_lease(sid, data.draw(st.sampled_from(OWNERS)), 10**7)  # a worker takes the lane
         actual = self.model.head.head_revision if self.model.head else 0
-        expected = data.draw(st.sampled_from([None, None, actual, actual, actual + 1, max(actual - 1, 0)]))
+        expected = data.draw(
+            st.sampled_from([None, None, actual, actual, actual, actual + 1, max(actual - 1, 0)])
+        )
         fence = (
             None
             if data.draw(st.integers(0, 15)) == 0

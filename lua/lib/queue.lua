@@ -137,3 +137,25 @@ local function queue_keys()
     delayed = KEYS[13], held = KEYS[14],
   }, err
 end
+
+-- A claim returns batches that Python decodes after the claim is written, so a batch record that cannot
+-- decode must be refused here, before any write. Records written by sessionfence start with this prefix;
+-- anything else is decoded once to tell a foreign schema version from plain corruption.
+local BATCH_PREFIX = '{"schema_version":' .. SCHEMA .. ','
+local function qbatch_check(key, batch_id)
+  local raw, err = read(key, 'hash', 'HGET', batch_id)
+  if err then
+    return err
+  end
+  if raw and string.sub(raw, 1, #BATCH_PREFIX) == BATCH_PREFIX then
+    return nil
+  end
+  local ok, decoded = pcall(cjson.decode, raw or '')
+  if not ok or type(decoded) ~= 'table' or decoded['schema_version'] == nil then
+    return fail('CORRUPT', key, 'batch ' .. batch_id .. ' is not a valid batch record')
+  end
+  if tostring(decoded['schema_version']) ~= SCHEMA then
+    return fail('SCHEMA', 'queued_work_batch', tostring(decoded['schema_version']))
+  end
+  return nil
+end

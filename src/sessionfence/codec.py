@@ -159,6 +159,8 @@ def _versioned(obj: Any, kind: str, where: str) -> dict[str, Any]:
 def _decode(factory: Callable[[Any], T], obj: Any, where: str) -> T:
     try:
         return factory(obj)
+    except BackendError as exc:  # the models' 'malformed X record': add which key it came from
+        raise BackendError(f"{where}: {exc.message}") from exc
     except StoreError:
         raise
     except Exception as exc:
@@ -507,7 +509,7 @@ class Codec:
             raise InvalidRequest("node_id must be a string")
         k = self.keys
         return Call("load_node", [k.schema, k.nodes, k.tombstones], [node_id],
-                    lambda r: decode_node(r, f"{k.nodes} {node_id}") if r else None)
+                    lambda r: None if r is None else decode_node(r, f"{k.nodes} {node_id}"))
 
     # -- metadata ------------------------------------------------------------------------------------------
     def save_meta(self, meta: SessionMeta) -> Call[None]:
@@ -521,7 +523,7 @@ class Codec:
 
     def load_meta(self) -> Call[SessionMeta | None]:
         k = self.keys
-        return Call("meta_load", [k.schema, k.meta], [], lambda r: decode_meta(r, k.meta) if r else None)
+        return Call("meta_load", [k.schema, k.meta], [], lambda r: None if r is None else decode_meta(r, k.meta))
 
     def picker_info(self) -> Call[SessionPickerInfo | None]:
         k = self.keys
