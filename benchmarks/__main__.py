@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result = _case_runner(name)(ctx)
                 except Exception as exc:  # one broken case must not lose the others' results
                     console.print(f"[red]case {name} failed: {exc}[/red]")
+                    console.print(traceback.format_exc(), markup=False, highlight=False)
                     result = CaseResult(name, name, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
                     result.elapsed_s = time.perf_counter() - t0
                 finally:

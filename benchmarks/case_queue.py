@@ -184,7 +184,8 @@ class QueueBench:
 
     # -- one system, one run ---------------------------------------------------------------------------------
     def run_one(self, system: System) -> dict[str, Any]:
-        ctx, n, repo = self.ctx, self.n, ctx.repo_root
+        ctx, n = self.ctx, self.n
+        repo = ctx.repo_root
         tag = ctx.prefix(f"sfq{system.key.replace('_', '')}")
         cleanup: list[str] = [f"{tag}:*"]
         env: dict[str, str] | None = None

@@ -23,8 +23,9 @@ HEADER = (
 
 # Ordered: longer names before their prefixes.
 REPLACEMENTS = [
-    ("import redis.asyncio\n", "import redis\n"),
-    ("from .scripts import AsyncClient, run_async", "from .scripts import SyncClient, run_sync"),
+    ("from .scripts import AsyncClient, async_client_from_url, run_async",
+     "from .scripts import SyncClient, run_sync, sync_client_from_url"),
+    ("async_client_from_url(", "sync_client_from_url("),
     ("AsyncRedisStoreFactory", "RedisStoreFactory"),
     ("AsyncRedisStore", "RedisStore"),
     ("AsyncClient", "SyncClient"),

@@ -25,10 +25,33 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .codec import error_from_reply
 from .errors import BackendError, BackendUnavailable
 
-__all__ = ["AsyncClient", "Script", "SyncClient", "lua_dir", "run_async", "run_sync", "script"]
+__all__ = [
+    "AsyncClient",
+    "Script",
+    "SyncClient",
+    "async_client_from_url",
+    "lua_dir",
+    "run_async",
+    "run_sync",
+    "script",
+    "sync_client_from_url",
+]
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 SyncClient = redis.Redis | redis.cluster.RedisCluster
+
+
+def async_client_from_url(url: str, *, cluster: bool = False) -> AsyncClient:
+    """A standalone client, or a cluster client (every namespace lives in one slot, so scripts run unchanged)."""
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(url)
+    return redis.asyncio.Redis.from_url(url)
+
+
+def sync_client_from_url(url: str, *, cluster: bool = False) -> SyncClient:
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import redis.asyncio
-
 from .codec import Call, Codec, texts
 from .errors import BackendError, InvalidRequest
 from .keys import NamespaceKeys, index_key
@@ -39,7 +37,7 @@ from .models import (
     SessionStoreCreateRequest,
     VacuumReport,
 )
-from .scripts import AsyncClient, run_async
+from .scripts import AsyncClient, async_client_from_url, run_async
 
 __all__ = ["AsyncRedisStore", "AsyncRedisStoreFactory"]
 
@@ -68,9 +66,9 @@ class AsyncRedisStore:
         self._durability = durability
 
     @classmethod
-    def from_url(cls, url: str, namespace: str, **options: Any) -> AsyncRedisStore:
-        client = redis.asyncio.Redis.from_url(url)
-        return cls(client, namespace, owns_client=True, **options)
+    def from_url(cls, url: str, namespace: str, *, cluster: bool = False, **options: Any) -> AsyncRedisStore:
+        """`cluster=True` connects through RedisCluster; the store's scripts run unchanged there."""
+        return cls(async_client_from_url(url, cluster=cluster), namespace, owns_client=True, **options)
 
     @property
     def client(self) -> AsyncClient:
@@ -224,8 +222,8 @@ class AsyncRedisStoreFactory:
         self._durability = durability
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> AsyncRedisStoreFactory:
-        return cls(redis.asyncio.Redis.from_url(url), owns_client=True, **options)
+    def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> AsyncRedisStoreFactory:
+        return cls(async_client_from_url(url, cluster=cluster), owns_client=True, **options)
 
     @property
     def client(self) -> AsyncClient:

@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import redis
-
 from .codec import Call, Codec, texts
 from .errors import BackendError, InvalidRequest
 from .keys import NamespaceKeys, index_key
@@ -39,7 +37,7 @@ from .models import (
     SessionStoreCreateRequest,
     VacuumReport,
 )
-from .scripts import SyncClient, run_sync
+from .scripts import SyncClient, run_sync, sync_client_from_url
 
 __all__ = ["RedisStore", "RedisStoreFactory"]
 
@@ -68,9 +66,9 @@ class RedisStore:
         self._durability = durability
 
     @classmethod
-    def from_url(cls, url: str, namespace: str, **options: Any) -> RedisStore:
-        client = redis.Redis.from_url(url)
-        return cls(client, namespace, owns_client=True, **options)
+    def from_url(cls, url: str, namespace: str, *, cluster: bool = False, **options: Any) -> RedisStore:
+        """`cluster=True` connects through RedisCluster; the store's scripts run unchanged there."""
+        return cls(sync_client_from_url(url, cluster=cluster), namespace, owns_client=True, **options)
 
     @property
     def client(self) -> SyncClient:
@@ -224,8 +222,8 @@ class RedisStoreFactory:
         self._durability = durability
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisStoreFactory:
-        return cls(redis.Redis.from_url(url), owns_client=True, **options)
+    def from_url(cls, url: str, *, cluster: bool = False, **options: Any) -> RedisStoreFactory:
+        return cls(sync_client_from_url(url, cluster=cluster), owns_client=True, **options)
 
     @property
     def client(self) -> SyncClient:
