@@ -27,6 +27,7 @@ from sessionfence.models import (
 __all__ = [
     "CHECKPOINT_SHORTCUTS",
     "TURN_STATE_SHORTCUTS",
+    "Clock",
     "draft",
     "leased",
     "minimal",
@@ -133,3 +134,13 @@ def leased(commit: RuntimeCommit, lease: SessionExecutionLease) -> RuntimeCommit
     return commit.with_session_execution_lease(lease.fence()).releasing_session_execution_lease(
         lease.completion()
     )
+
+
+class Clock:
+    """An injected clock: ``clock.now = 1200`` moves time without sleeping."""
+
+    def __init__(self, now: int = 1000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 import redis.asyncio
@@ -84,17 +84,40 @@ class Backend:
                 client.close()
 
 
-def dump_keys(client: SyncClient, pattern: str) -> dict[bytes, bytes]:
-    """DUMP of every key matching ``pattern``, found with SCAN (on every primary of a cluster).
+def _stable(kind: Any, dumped: bytes, read: Any) -> bytes:
+    """DUMP of a hashtable-encoded hash or set follows its dict order, which incremental rehashing (advanced by
+    plain reads such as HGET) may change; compare those by sorted contents instead."""
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind == "hash":
+        return b"hash:" + repr(sorted(read("hash").items())).encode()
+    if kind == "set":
+        return b"set:" + repr(sorted(read("set"))).encode()
+    if kind == "zset":
+        return b"zset:" + repr(read("zset")).encode()
+    return dumped
 
-    Compare two snapshots to assert that an operation changed nothing. DUMP covers type, encoding and value
-    (not the TTL). A key deleted between SCAN and DUMP is left out.
+
+def dump_keys(client: SyncClient, pattern: str) -> dict[bytes, bytes]:
+    """A snapshot of every key matching ``pattern``, found with SCAN (on every primary of a cluster).
+
+    Compare two snapshots to assert that an operation changed nothing. Strings, lists and streams are compared
+    by DUMP (type, encoding and value; not the TTL); hashes, sets and sorted sets by their sorted contents.
+    A key deleted between SCAN and DUMP is left out.
     """
     snapshot: dict[bytes, bytes] = {}
     for key in client.scan_iter(match=pattern, count=1000):
         value = client.dump(key)
-        if value is not None:
-            snapshot[bytes(key)] = bytes(value)
+        if value is None:
+            continue
+
+        def read(kind: str, key: Any = key) -> Any:
+            if kind == "hash":
+                return client.hgetall(key)
+            if kind == "set":
+                return client.smembers(key)
+            return client.zrange(key, 0, -1, withscores=True)
+
+        snapshot[bytes(key)] = _stable(client.type(key), bytes(value), read)
     return dict(sorted(snapshot.items()))
 
 
@@ -103,6 +126,13 @@ async def adump_keys(client: AsyncClient, pattern: str) -> dict[bytes, bytes]:
     snapshot: dict[bytes, bytes] = {}
     async for key in client.scan_iter(match=pattern, count=1000):
         value = await client.dump(key)
-        if value is not None:
-            snapshot[bytes(key)] = bytes(value)
+        if value is None:
+            continue
+        kind = await client.type(key)
+        contents: dict[str, Any] = {
+            "hash": await client.hgetall(key) if kind in (b"hash", "hash") else None,
+            "set": await client.smembers(key) if kind in (b"set", "set") else None,
+            "zset": await client.zrange(key, 0, -1, withscores=True) if kind in (b"zset", "zset") else None,
+        }
+        snapshot[bytes(key)] = _stable(kind, bytes(value), contents.__getitem__)
     return dict(sorted(snapshot.items()))

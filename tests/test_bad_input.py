@@ -46,24 +46,6 @@ EXCL = SlotPolicy.EXCLUSIVE
 IDLE = QueuedWorkClaimBoundary.IDLE
 
 
-def stable_keys(client: Any, pattern: str) -> dict[bytes, bytes]:
-    """`dump_keys`, but hashes, sets and sorted sets are replaced by their sorted contents.
-
-    DUMP of a hashtable-encoded hash or set depends on how far Redis's incremental rehash has got, and plain
-    reads (HGET) advance it, so equal data can DUMP differently. Strings, lists and streams DUMP stably.
-    """
-    snap = dump_keys(client, pattern)
-    for key in snap:
-        kind = client.type(key)
-        if kind == b"hash":
-            snap[key] = b"hash:" + repr(sorted(client.hgetall(key).items())).encode()
-        elif kind == b"set":
-            snap[key] = b"set:" + repr(sorted(client.smembers(key))).encode()
-        elif kind == b"zset":
-            snap[key] = b"zset:" + repr(client.zrange(key, 0, -1, withscores=True)).encode()
-    return snap
-
-
 NOT_JSON: dict[str, Any] = {
     "set": {1, 2},
     "bytes": b"raw",
@@ -232,11 +214,11 @@ async def test_bad_input_is_refused_before_any_write(
     # A populated namespace: byte-for-byte unchanged.
     store = AsyncRedisStore(backend.async_client(), namespace, key_prefix=key_prefix)
     fence = await populate(store)
-    before = stable_keys(client, f"{key_prefix}:*")
+    before = dump_keys(client, f"{key_prefix}:*")
     with pytest.raises(InvalidRequest) as info:
         await CASES[case](Ctx(store, fence))
     assert isinstance(info.value, ValueError)
-    assert stable_keys(client, f"{key_prefix}:*") == before
+    assert dump_keys(client, f"{key_prefix}:*") == before
     # An empty namespace (its own prefix): still zero keys.
     empty_prefix = key_prefix + "e"
     empty = AsyncRedisStore(backend.async_client(), namespace, key_prefix=empty_prefix)
@@ -292,7 +274,7 @@ async def test_empty_lookup_ids_match_nothing(backend: Backend, namespace: str, 
     store = AsyncRedisStore(backend.async_client(), namespace, key_prefix=key_prefix)
     fence = await populate(store)
     client = backend.sync_client()
-    before = stable_keys(client, f"{key_prefix}:*")
+    before = dump_keys(client, f"{key_prefix}:*")
     assert await store.load_node("") is None
     empty_fence = SessionExecutionLeaseFence(session_id="root", owner_id="", lease_token="", fencing_token=0)
     await store.release_session_execution_lease(SessionExecutionLeaseCompletion(**empty_fence.model_dump()))
@@ -302,7 +284,7 @@ async def test_empty_lookup_ids_match_nothing(backend: Backend, namespace: str, 
         await store.commit_runtime_state(minimal("root").with_session_execution_lease(empty_fence))
     read = await store.load_session(ActivePath(""))
     assert read is not None and read.graph.nodes == [] and read.graph.leaf_node_id == ""
-    assert stable_keys(client, f"{key_prefix}:*") == before
+    assert dump_keys(client, f"{key_prefix}:*") == before
     # current_agent_frame_id may be empty and is written as such.
     assert (
         await store.commit_runtime_state(
@@ -320,11 +302,11 @@ async def test_ledger_sum_past_i64_is_refused_and_writes_nothing(
     half = TokenLedgerEntry("s", "m", TokenUsage(2**62, 0, 0, 0))
     await store.commit_runtime_state(minimal("root", usage_deltas=[half]).with_session_execution_lease(fence))
     client = backend.sync_client()
-    before = stable_keys(client, f"{key_prefix}:*")
+    before = dump_keys(client, f"{key_prefix}:*")
     with pytest.raises(BackendError):
         await store.commit_runtime_state(
             minimal("root", usage_deltas=[half, half]).with_session_execution_lease(fence)
         )
-    assert stable_keys(client, f"{key_prefix}:*") == before
+    assert dump_keys(client, f"{key_prefix}:*") == before
     read = await store.load_session(FullGraph())
     assert read is not None and read.head_revision == 2 and read.token_ledger == [half]

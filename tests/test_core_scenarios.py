@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builders import draft, leased, minimal, node
+from builders import Clock, draft, leased, minimal, node
 from redisbed import Backend, dump_keys
 
 from sessionfence import (
@@ -58,35 +58,7 @@ EXCL = SlotPolicy.EXCLUSIVE
 IDLE = QueuedWorkClaimBoundary.IDLE
 
 
-def stable_keys(client: Any, pattern: str) -> dict[bytes, bytes]:
-    """`dump_keys`, but hashes, sets and sorted sets are replaced by their sorted contents.
-
-    DUMP of a hashtable-encoded hash or set depends on how far Redis's incremental rehash has got, and plain
-    reads (HGET) advance it, so equal data can DUMP differently. Strings, lists and streams DUMP stably.
-    """
-    snap = dump_keys(client, pattern)
-    for key in snap:
-        kind = client.type(key)
-        if kind == b"hash":
-            snap[key] = b"hash:" + repr(sorted(client.hgetall(key).items())).encode()
-        elif kind == b"set":
-            snap[key] = b"set:" + repr(sorted(client.smembers(key))).encode()
-        elif kind == b"zset":
-            snap[key] = b"zset:" + repr(client.zrange(key, 0, -1, withscores=True)).encode()
-    return snap
-
-
 # ---- fixtures and helpers ----------------------------------------------------------------------------------
-
-
-class Clock:
-    """An injected clock: ``clock.now = 1200`` moves time without sleeping."""
-
-    def __init__(self, now: int = 1000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -108,7 +80,7 @@ def store(make_store: Callable[..., AsyncRedisStore]) -> AsyncRedisStore:
 def snapshot(backend: Backend, key_prefix: str) -> Callable[[], dict[bytes, bytes]]:
     """DUMP of every key under the test's prefix: compare two to assert that nothing changed."""
     client = backend.sync_client()
-    return lambda: stable_keys(client, f"{key_prefix}:*")
+    return lambda: dump_keys(client, f"{key_prefix}:*")
 
 
 async def maybe(value: Any) -> Any:

@@ -40,24 +40,6 @@ EXCL = SlotPolicy.EXCLUSIVE
 IDLE = QueuedWorkClaimBoundary.IDLE
 
 
-def stable_keys(client: Any, pattern: str) -> dict[bytes, bytes]:
-    """`dump_keys`, but hashes, sets and sorted sets are replaced by their sorted contents.
-
-    DUMP of a hashtable-encoded hash or set depends on how far Redis's incremental rehash has got, and plain
-    reads (HGET) advance it, so equal data can DUMP differently. Strings, lists and streams DUMP stably.
-    """
-    snap = dump_keys(client, pattern)
-    for key in snap:
-        kind = client.type(key)
-        if kind == b"hash":
-            snap[key] = b"hash:" + repr(sorted(client.hgetall(key).items())).encode()
-        elif kind == b"set":
-            snap[key] = b"set:" + repr(sorted(client.smembers(key))).encode()
-        elif kind == b"zset":
-            snap[key] = b"zset:" + repr(client.zrange(key, 0, -1, withscores=True)).encode()
-    return snap
-
-
 @pytest.fixture
 def make_factory(backend: Backend, key_prefix: str) -> Callable[..., AsyncRedisStoreFactory]:
     def make(**options: Any) -> AsyncRedisStoreFactory:
@@ -75,7 +57,7 @@ def factory(make_factory: Callable[..., AsyncRedisStoreFactory]) -> AsyncRedisSt
 def keys_of(backend: Backend) -> Callable[[AsyncRedisStore], dict[bytes, bytes]]:
     """DUMP of every key of one store's namespace."""
     client = backend.sync_client()
-    return lambda store: stable_keys(client, store.keys.base + "*")
+    return lambda store: dump_keys(client, store.keys.base + "*")
 
 
 def request(

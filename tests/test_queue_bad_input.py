@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from builders import draft, minimal
+from builders import Clock, draft, minimal
 from redisbed import Backend, dump_keys
 
 from sessionfence import (
@@ -35,14 +35,6 @@ EXCL = SlotPolicy.EXCLUSIVE
 IDLE = QueuedWorkClaimBoundary.IDLE
 MAX_U63 = 2**63 - 1
 MAX_MS = 2**53 - 1
-
-
-class Clock:
-    def __init__(self, now: int = 1000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture

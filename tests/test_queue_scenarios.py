@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from builders import draft, leased, minimal, text
+from builders import Clock, draft, leased, minimal, text
 from redisbed import Backend, dump_keys
 
 from sessionfence import (
@@ -45,16 +45,6 @@ BATCH_ID = re.compile(r"^qwb:[0-9a-f]{64}$")
 
 
 # ---- fixtures and helpers ----------------------------------------------------------------------------------
-
-
-class Clock:
-    """An injected clock: ``clock.now = 1200`` moves time without sleeping."""
-
-    def __init__(self, now: int = 1000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture

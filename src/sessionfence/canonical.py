@@ -141,7 +141,8 @@ def check_json(value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Non
             for key in container:
                 if type(key) is not str:  # orjson refuses even str subclasses as keys
                     raise _refuse(what, f"object key {_short(key)} is not a str")
-                _check_text(key, what, "object key")
+                if not key.isascii():
+                    _check_text(key, what, "object key")
             children = container.values()
         else:
             children = container
