@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import asdict, replace
 
 from . import commit_floor as cf
-from .common import summarize
+from .common import print_table, summarize
 from .suite import CaseResult, Ctx, Row, Stopwatch
 
 CASE = "commit"
@@ -31,6 +31,11 @@ def run(ctx: Ctx) -> CaseResult:
             cf.run_cases(bench, runner)
         summaries = {case: summarize(bench.samples[case]) for case in cf.CASES}
         cf.report(bench, summaries)  # commit_floor's own tables
+        stages = cf.stage_breakdown(bench)  # where a sync commit's client time goes (no profiler)
+        print_table(
+            "Client stages of one sync turn (µs per turn, median of 3 passes)", ["stage", "µs/turn"],
+            [[name, f"{us:.1f}"] for name, us in stages.items()],
+        )
     finally:
         bench.close()
     for case, (label, mode, _floor) in cf.CASES.items():
@@ -56,6 +61,6 @@ def run(ctx: Ctx) -> CaseResult:
         "commit sync / peer-baselines floor (15 cmds)", "sf_sync", "peer_floor_sync", cf.TARGET_RATIO,
         headline=False, note="calibration against the floor script of peer-baselines.md (writes less)",
     )
-    result.extra = {"plan": asdict(plan), "floor_same_bytes_problems": problems}
+    result.extra = {"plan": asdict(plan), "floor_same_bytes_problems": problems, "client_stages_us_per_turn": stages}
     result.elapsed_s = watch.elapsed
     return result

@@ -9,7 +9,8 @@ Every system runs once per run, in rotated order, so all of them share each run'
 * sessionfence ``cycle`` (``sf_drain.py``): per session, hold the execution lease and loop
   ``claim_ready_queued_work(max_batches=1)`` -> ``commit_runtime_state`` acking the claim (fence, CAS, turn
   stamp). 1 session = one job at a time; 10 and 50 sessions = 10 / 50 concurrent asyncio tasks in the process
-  (a session's work is serial by design: concurrency comes from sessions).
+  (a session's work is serial by design: concurrency comes from sessions). ``cycle-sync``: the same, one
+  session, on redis-py's blocking client (its command packing is C; the asyncio client's is Python).
 * sessionfence ``runtime``: the shipped `SessionWorker` over 16 sessions, up to 8 ready batches joined per turn.
 * arq 0.28.0 (own venv): defaults (max_jobs 10, poll_delay 0.5 s) and tuned (max_jobs 10, poll_delay 0).
 * RQ 3.0.0: ``SimpleWorker`` (no fork), burst.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +40,7 @@ from sessionfence.scripts import run_sync, script
 
 from . import peers
 from .common import ServerProbe, console
-from .suite import CaseResult, Ctx, Row, Skip, Stopwatch, rate_stats, rotated
+from .suite import CaseResult, Ctx, Ratio, Row, Skip, Stopwatch, rate_stats, rotated
 
 CASE = "queue"
 TITLE = "3. Queue cycle: enqueue -> claim -> ack-in-commit, no-op work, one fresh worker process (+ 8. BullMQ)"
@@ -61,6 +63,7 @@ class System:
 
 SYSTEMS = [
     System("sf_1", "sf", "sessionfence", "1 session: 1 job at a time"),
+    System("sf_1_sync", "sf", "sessionfence", "1 session, blocking client (RedisStore)", sf_mode="cycle-sync"),
     System("sf_10", "sf", "sessionfence", "10 sessions, 10 tasks", lanes=10),
     System("sf_50", "sf", "sessionfence", "50 sessions, 50 tasks", lanes=50),
     System("sf_runtime", "sf", "sessionfence SessionWorker", "16 sessions, <= 8 batches/turn", lanes=16,
@@ -93,7 +96,7 @@ def _last_json(text: str) -> dict[str, Any]:
 def _spawn(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
     try:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as exc:
+    except subprocess.TimeoutExpired as exc:  # the worker did not finish: a failure, reported as a skip
         raise DrainFailed(f"`{' '.join(cmd[:3])}` timed out after {timeout:.0f} s") from exc
     if done.returncode != 0:
         raise DrainFailed(f"`{' '.join(cmd[:3])}` exited {done.returncode}: {done.stderr.strip()[-800:]}")
@@ -218,14 +221,21 @@ class QueueBench:
                          env)
             timed_s = float(out["timed_s"])
             cmd = [node, script_path, "drain", ctx.url, tag, str(n), str(system.concurrency)]
+        rq_globals = ("rq:clean_groups", "rq:queues", "rq:workers")  # RQ's own keys, outside our tag
+        absent = [k for k in rq_globals if not self.admin.exists(k)] if system.family == "rq" else []
         before = self.probe.snapshot()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         spawned = time.time()
         out = _spawn(cmd, repo, self.timeout, env)
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         after = self.probe.snapshot()
+        worker_cpu_s = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
         delta = ServerProbe.delta(before, after)
         if system.family == "rq":
             self.admin.srem("rq:queues", f"rq:queue:{tag}")
             self.admin.srem("rq:workers", f"rq:worker:{tag}-worker")
+            if absent:
+                self.admin.unlink(*absent)  # created by this run's worker: leave the server as found
         _delete_patterns(self.admin, cleanup)
         ctx.prefixes.remove(tag)
         items = int(out.get("items", out.get("jobs", 0)))
@@ -240,6 +250,7 @@ class QueueBench:
             "commands": delta.commands / n,
             "reads": delta.reads / n,
             "cpu_us": delta.cpu_s * 1e6 / n,
+            "worker_cpu_us": worker_cpu_s * 1e6 / n,  # the worker process's CPU (start-up included)
             "turns": out.get("turns"),
         }
 
@@ -287,9 +298,12 @@ def run(ctx: Ctx) -> CaseResult:
             continue
         label = f"RQ {bench.rq_version}" if system.family == "rq" else system.label
         turns = [o["turns"] for o in outs if o.get("turns")]
-        note = ""
+        steady = statistics.median(o["steady"] for o in outs)
+        startup = statistics.median(o["startup_s"] for o in outs)
+        worker_cpu = statistics.median(o["worker_cpu_us"] for o in outs)
+        note = f"steady {steady:,.0f}/s after a {startup:.2f} s start; worker CPU {worker_cpu:,.0f} µs/job"
         if system.sf_mode == "runtime" and turns:
-            note = f"{bench.n / statistics.median(turns):.1f} items per committed turn"
+            note += f"; {bench.n / statistics.median(turns):.1f} items per committed turn"
         result.rows.append(Row(
             key=system.key, system=label, operation="drain N no-op jobs", mode=system.mode,
             rate=rate_stats([o["rate"] for o in outs]), unit="jobs/s",
@@ -301,7 +315,9 @@ def run(ctx: Ctx) -> CaseResult:
             note=note,
             extra={
                 "steady_rate": rate_stats([o["steady"] for o in outs]),
-                "startup_s": statistics.median(o["startup_s"] for o in outs),
+                "startup_s": startup,
+                "worker_cpu_us_per_job": worker_cpu,
+                "runs": outs,
             },
         ))
     r = result.ratio
@@ -310,18 +326,29 @@ def run(ctx: Ctx) -> CaseResult:
     r("queue 10-way: sessionfence 10 sessions / arq defaults", "sf_10", "arq_default", 2.0)
     r("queue 1 at a time: sessionfence / BullMQ concurrency 1", "sf_1", "bullmq_1", 1.0)
     r("queue 50-way: sessionfence 50 sessions / BullMQ concurrency 50", "sf_50", "bullmq_50", 1.0)
+    r("queue 1 at a time, blocking client: sessionfence / BullMQ concurrency 1", "sf_1_sync", "bullmq_1", 1.0,
+      headline=False, note="the same cycle on redis-py's blocking client (C command packing)")
     r("queue: SessionWorker runtime / arq tuned", "sf_runtime", "arq_tuned", 2.0, headline=False,
       note="the shipped worker joins ready batches into one turn")
     r("queue: SessionWorker runtime / BullMQ concurrency 1", "sf_runtime", "bullmq_1", 1.0, headline=False)
     r("enqueue one at a time: sessionfence / BullMQ", "enqueue_sf", "enqueue_bullmq", 1.0, headline=False)
     r("enqueue one at a time: sessionfence / RQ", "enqueue_sf", "enqueue_rq", 1.0, headline=False)
     r("enqueue one at a time: sessionfence / arq", "enqueue_sf", "enqueue_arq", 1.0, headline=False)
+    for key, label in (("sf_1", "bullmq_1"), ("sf_10", "arq_tuned"), ("sf_50", "bullmq_50")):
+        a, b = result.row(key), result.row(label)
+        if a and b:
+            sa, sb = a.extra["steady_rate"], b.extra["steady_rate"]
+            result.ratios.append(Ratio(
+                f"queue steady state (start-up excluded): {key} / {label}", key, label, sa["median"] / sb["median"],
+                2.0 if label.startswith("arq") else 1.0, headline=False,
+                note="first to N-th completion, so worker start-up (Python vs Node) does not count",
+            ))
+    reasons = {s.key: failed.get(s.key) or bench.skips.get(s.family) for s in SYSTEMS}
     for ratio in result.ratios:
         if ratio.value is None:
-            missing = next((s for s in result.skipped if ratio.denominator.split("_")[0] in s.what.lower()), None)
-            ratio.note = (ratio.note + "; " if ratio.note else "") + (
-                f"not measured: {missing.reason}" if missing else "not measured"
-            )
+            why = reasons.get(ratio.denominator) or reasons.get(ratio.numerator) or bench.skips.get(
+                ratio.denominator.removeprefix("enqueue_"))
+            ratio.note = (ratio.note + "; " if ratio.note else "") + f"not measured: {why or 'no data'}"
     result.extra = {"n": bench.n, "timed_enqueue": bench.timed, "runs": bench.runs}
     result.elapsed_s = watch.elapsed
     return result

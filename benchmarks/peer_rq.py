@@ -3,8 +3,8 @@
     python -m benchmarks.peer_rq drain URL QUEUE N
 
 The worker is a ``SimpleWorker`` (no fork per job), burst mode, logging at WARNING; it prints the wall-clock
-time (time.time()) of the first and of the N-th successful job, taken in an ``on_success`` callback-free way:
-the worker's own ``handle_job_success`` hook, i.e. after the result and registries were written.
+time (time.time()) of the first and of the N-th successful job, taken in the worker's ``handle_job_success``
+(subclassed, so no extra callback commands are sent), i.e. after the result and registries were written.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from . import peers
-from .common import console, fmt_us, print_table
+from .common import console, fmt_us
 from .suite import CaseResult, Ctx, Ratio, Row
 
 __all__ = ["markdown_summary", "print_case", "print_summary", "versions", "write_outputs"]
@@ -39,7 +41,8 @@ def _server(row: Row, name: str, digits: int) -> str:
 def _ratio_value(r: Ratio) -> str:
     if r.value is None:
         return "skipped"
-    text = f"{r.value:.2f}"
+    digits = 3 if round(r.value, 2) == r.target else 2  # 0.4996 against 0.5 must not read "0.50 MISSED"
+    text = f"{r.value:.{digits}f}"
     if r.paired_min is not None and r.paired_max is not None and r.paired_min != r.paired_max:
         text += f" ({r.paired_min:.2f}-{r.paired_max:.2f})"
     return text
@@ -51,24 +54,39 @@ def _verdict(r: Ratio) -> str:
     return "met" if r.met else "MISSED"
 
 
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[str] = ()) -> None:
+    """A rich table without the columns that are empty in every row; ``wrap`` columns may wrap."""
+    keep = [i for i, _ in enumerate(columns) if any(row[i] not in ("", "-") for row in rows)]
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for i in keep:
+        name = columns[i]
+        table.add_column(name, justify="left" if name in wrap or i == 0 else "right", no_wrap=name not in wrap,
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+
+
 def print_case(result: CaseResult) -> None:
     if result.error:
         console.print(f"[red]{result.case}: {result.error.splitlines()[0]}[/red]")
     if result.rows:
-        print_table(
+        _table(
             result.title,
             ["system", "operation", "mode", "rate min / median / max", "unit", "p50", "p99", "cmds/op", "reads/op",
              "note"],
             [[r.system, r.operation, r.mode, _rate(r), r.unit, fmt_us(r.p50_us) if r.p50_us else "-",
               fmt_us(r.p99_us) if r.p99_us else "-", _server(r, "commands", 1), _server(r, "read_events", 2),
               r.note] for r in result.rows],
+            wrap=("system", "operation", "mode", "note"),
         )
     if result.ratios:
-        print_table(
-            f"{result.case}: ratios (median / median, range of run-by-run pairs)",
-            ["ratio", "value", "target", "verdict", "note"],
-            [[("[bold]" + r.name + "[/bold]") if r.headline else r.name, _ratio_value(r), r.target_text(),
-              _verdict(r) if r.headline else f"({_verdict(r)})", r.note] for r in result.ratios],
+        _table(
+            f"{result.case}: ratios (median / median; in brackets the range of run-by-run pairs)",
+            ["value", "target", "verdict", "ratio", "note"],
+            [[_ratio_value(r), r.target_text(), _verdict(r) if r.headline else f"({_verdict(r)})",
+              ("[bold]" + r.name + "[/bold]") if r.headline else r.name, r.note] for r in result.ratios],
+            wrap=("ratio", "note"),
         )
     for skip in result.skipped:
         console.print(f"[yellow]skipped: {skip.what}: {skip.reason}[/yellow]")
@@ -83,8 +101,8 @@ def print_summary(results: Sequence[CaseResult]) -> None:
                 rows.append([result.case, r.name, _ratio_value(r), r.target_text(), _verdict(r)])
         if result.error:
             rows.append([result.case, "(case failed)", "-", "-", result.error.splitlines()[0][:80]])
-    print_table("Summary: every headline ratio against its target", ["case", "ratio", "value", "target", "verdict"],
-                rows)
+    _table("Summary: every headline ratio against its target", ["case", "ratio", "value", "target", "verdict"],
+           rows, wrap=("ratio", "verdict"))
     skipped = [(res.case, s) for res in results for s in res.skipped]
     for case, skip in skipped:
         console.print(f"[yellow]skipped ({case}): {skip.what}: {skip.reason}[/yellow]")
@@ -127,7 +145,7 @@ def markdown_summary(payload: dict[str, Any], results: Sequence[CaseResult]) -> 
             ))
             lines.append("")
         for skip in res.skipped:
-            lines.append(f"- skipped: {skip.what}: {skip.reason}")
+            lines.append(f"- skipped: {skip.what}: {' '.join(skip.reason.split())}")
         if res.skipped:
             lines.append("")
     lines += ["## Versions", "", _md_table(["component", "version"],
@@ -186,3 +204,24 @@ def write_outputs(payload: dict[str, Any], results: Sequence[CaseResult], out_di
         except ImportError as exc:
             console.print(f"[yellow]plots skipped: {exc} (install the bench extra for matplotlib)[/yellow]")
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.report RESULTS_JSON``: print the tables of a finished run and rewrite summary.md."""
+    import sys
+
+    from .suite import case_from_json
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    source = Path(args[0])
+    payload = json.loads(source.read_text(encoding="utf-8"))
+    results = [case_from_json(c) for c in payload["cases"].values()]
+    for result in results:
+        print_case(result)
+    print_summary(results)
+    (source.parent / "summary.md").write_text(markdown_summary(payload, results), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

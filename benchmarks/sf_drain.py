@@ -2,6 +2,10 @@
 
     python -m benchmarks.sf_drain cycle URL PREFIX N MAX_BATCHES SID [SID ...]
     python -m benchmarks.sf_drain runtime URL PREFIX N MAX_BATCHES SID [SID ...]
+    python -m benchmarks.sf_drain cycle-sync URL PREFIX N MAX_BATCHES SID
+
+``cycle-sync`` is ``cycle`` for one session on the blocking client (`RedisStore`), whose command packing is
+hiredis's C code where redis-py's asyncio connection packs every argument in Python.
 
 ``cycle``: one asyncio task per session (all in this one process), each holding its session's execution lease
 for the whole drain and looping ``claim_ready_queued_work`` -> ``commit_runtime_state`` that acks the claim in
@@ -22,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import redis
 import redis.asyncio
 
 from sessionfence import (
@@ -29,6 +34,7 @@ from sessionfence import (
     GraphUnchanged,
     PersistedSessionConfig,
     QueuedWorkClaimBoundary,
+    RedisStoreFactory,
     RuntimeCommit,
     RuntimeTurnCommitStamp,
 )
@@ -86,6 +92,33 @@ async def cycle(factory: AsyncRedisStoreFactory, sid: str, max_batches: int, mar
     return turns
 
 
+def cycle_sync(url: str, prefix: str, sid: str, max_batches: int, marks: Marks) -> int:
+    client = redis.Redis.from_url(url)
+    store = RedisStoreFactory(client, key_prefix=prefix).store(sid)
+    try:
+        lease = store.try_claim_session_execution_lease(sid, OWNER, TTL_MS)
+        if lease is None:
+            raise RuntimeError(f"{sid}: lease busy")
+        fence = lease.fence()
+        head = turns = 0
+        while True:
+            claim = store.claim_ready_queued_work(sid, fence, OWNER, QueuedWorkClaimBoundary.IDLE, TTL_MS, max_batches)
+            if claim is None:
+                break
+            commit = RuntimeCommit(
+                session_id=sid, expected_head_revision=head, session_execution_lease=fence, config=CONFIG,
+                graph=GraphUnchanged(None), completed_queue_claims=[claim.completion()],
+            )
+            stamp = RuntimeTurnCommitStamp(sid, f"turn:{claim.claim_id}", commit.turn_commit_hash())
+            head = store.commit_runtime_state(commit.with_turn_commit(stamp)).head_revision
+            turns += 1
+            marks.acked(sum(len(b.items) for b in claim.batches))
+        store.release_session_execution_lease(lease.completion())
+        return turns
+    finally:
+        client.close()
+
+
 async def runtime(factory: AsyncRedisStoreFactory, max_batches: int, marks: Marks) -> int:
     turns = 0
 
@@ -123,7 +156,12 @@ async def main_async(mode: str, url: str, prefix: str, n: int, max_batches: int,
 
 def main(argv: list[str]) -> int:
     mode, url, prefix, n, max_batches, *sids = argv
-    out = asyncio.run(main_async(mode, url, prefix, int(n), int(max_batches), sids))
+    if mode == "cycle-sync":
+        marks = Marks(int(n))
+        turns = cycle_sync(url, prefix, sids[0], int(max_batches), marks)
+        out = {"items": marks.count, "turns": turns, "first": marks.first, "done": marks.done}
+    else:
+        out = asyncio.run(main_async(mode, url, prefix, int(n), int(max_batches), sids))
     print(json.dumps(out), flush=True)
     return 0
 

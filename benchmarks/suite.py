@@ -17,10 +17,11 @@ from typing import Any
 
 import redis
 
-from .common import ServerHandle, Sample, ServerProbe, delete_prefix, summarize
+from .common import Sample, ServerHandle, ServerProbe, delete_prefix, summarize
 
 __all__ = [
-    "CaseResult", "Ctx", "Ratio", "Row", "Skip", "Stopwatch", "paired", "rate_stats", "rotated", "row_from_samples",
+    "CaseResult", "Ctx", "Ratio", "Row", "Skip", "Stopwatch", "case_from_json", "paired", "rate_stats", "rotated",
+    "row_from_samples",
 ]
 
 
@@ -197,7 +198,10 @@ def row_from_samples(
             {k: per_op[k] for k in ("commands", "read_events", "cpu_us")} if per_op else None
         ),
         note=note,
-        extra={"client_cpu_us_per_op": s.get("client_cpu_us_per_op")},
+        extra={
+            "client_cpu_us_per_op": s.get("client_cpu_us_per_op"),
+            "server_by_command": per_op.get("by_command") if per_op else None,
+        },
     )
 
 
@@ -215,3 +219,12 @@ def rotated(items: Sequence[Any], run: int) -> Iterator[Any]:
     n = len(items)
     for index in range(n):
         yield items[(run + index) % n]
+
+
+def case_from_json(data: dict[str, Any]) -> CaseResult:
+    """A `CaseResult` back from ``results.json`` (to redraw plots or tables without re-running)."""
+    return CaseResult(
+        case=data["case"], title=data["title"], rows=[Row(**r) for r in data.get("rows", [])],
+        ratios=[Ratio(**r) for r in data.get("ratios", [])], skipped=[Skip(**s) for s in data.get("skipped", [])],
+        extra=data.get("extra", {}), elapsed_s=data.get("elapsed_s", 0.0), error=data.get("error"),
+    )

@@ -2,7 +2,8 @@
 -- KEYS: schema, leases, fencing
 -- ARGV: now, session_id, owner_id, lease_ttl_ms
 -- Reply: false when the lane is held, else {fencing_token, claimed_at, expires_at}
-local err = schema_check(KEYS[1]) or guard_all({ KEYS[2], 'hash', KEYS[3], 'hash' })
+-- Every key is read (with its type checked by read()) before the one write, so no TYPE guards are needed.
+local err = schema_check(KEYS[1])
 if err then
   return err
 end
@@ -17,7 +18,11 @@ if row and lease_live(row, now) then
   return false
 end
 -- The high-water mark lives in its own hash so it survives release, expiry and delete_session.
-local fencing = redis.call('HINCRBY', KEYS[3], sid, 1)
+local fencing
+fencing, err = read(KEYS[3], 'hash', 'HINCRBY', sid, 1)
+if err then
+  return err
+end
 if row and tonumber(row.fencing) >= fencing then
   fencing = redis.call('HINCRBY', KEYS[3], sid, tonumber(row.fencing) - fencing + 1)
 end

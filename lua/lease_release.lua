@@ -1,7 +1,7 @@
 -- release_session_execution_lease (contract §2.2). Expiry is not checked; a mismatch changes nothing.
 -- KEYS: schema, leases
 -- ARGV: session_id, owner_id, lease_token, fencing_token
-local err = schema_check(KEYS[1]) or guard(KEYS[2], 'hash')
+local err = schema_check(KEYS[1]) -- the lease row is read (type-checked) before any write
 if err then
   return err
 end

@@ -2,7 +2,7 @@
 -- KEYS: schema, leases
 -- ARGV: now, session_id, owner_id, lease_token, fencing_token, lease_ttl_ms
 -- Reply: {claimed_at, expires_at}
-local err = schema_check(KEYS[1]) or guard(KEYS[2], 'hash')
+local err = schema_check(KEYS[1]) -- the lease row is read (type-checked) before any write
 if err then
   return err
 end
