@@ -16,8 +16,9 @@ import importlib.util
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -25,10 +26,11 @@ import pytest_asyncio
 if importlib.util.find_spec("sessionfence") is None:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from redisbed import Backend, BackendKind, ClusterBed
+from redisbed import Backend, BackendKind, ClusterBed, dump_keys
 
 from sessionfence._cluster import ClusterUnavailable, LocalCluster
 from sessionfence.embedded import EmbeddedRedis
+from sessionfence.store import AsyncRedisStore
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -101,3 +103,28 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     """A Redis of this test's own (AOF on, fsync always) for restart and fault tests."""
     with EmbeddedRedis(appendonly=True, appendfsync="always") as server:
         yield server
+
+
+# ---- store handles shared by the scenario modules ----------------------------------------------------------
+
+
+@pytest.fixture
+def make_store(backend: Backend, namespace: str, key_prefix: str) -> Callable[..., AsyncRedisStore]:
+    """A new handle (with its own client) on the test's namespace."""
+
+    def make(**options: Any) -> AsyncRedisStore:
+        return AsyncRedisStore(backend.async_client(), namespace, key_prefix=key_prefix, **options)
+
+    return make
+
+
+@pytest.fixture
+def store(make_store: Callable[..., AsyncRedisStore]) -> AsyncRedisStore:
+    return make_store()
+
+
+@pytest.fixture
+def snapshot(backend: Backend, key_prefix: str) -> Callable[[], dict[bytes, bytes]]:
+    """A stable snapshot of every key under the test's prefix: compare two to assert that nothing changed."""
+    client = backend.sync_client()
+    return lambda: dump_keys(client, f"{key_prefix}:*")

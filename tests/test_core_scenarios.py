@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from builders import Clock, draft, leased, minimal, node
-from redisbed import Backend, dump_keys
+from redisbed import Backend
 
 from sessionfence import (
     ActivePath,
@@ -59,28 +59,6 @@ IDLE = QueuedWorkClaimBoundary.IDLE
 
 
 # ---- fixtures and helpers ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_store(backend: Backend, namespace: str, key_prefix: str) -> Callable[..., AsyncRedisStore]:
-    """A new handle (with its own client) on the test's namespace."""
-
-    def make(**options: Any) -> AsyncRedisStore:
-        return AsyncRedisStore(backend.async_client(), namespace, key_prefix=key_prefix, **options)
-
-    return make
-
-
-@pytest.fixture
-def store(make_store: Callable[..., AsyncRedisStore]) -> AsyncRedisStore:
-    return make_store()
-
-
-@pytest.fixture
-def snapshot(backend: Backend, key_prefix: str) -> Callable[[], dict[bytes, bytes]]:
-    """DUMP of every key under the test's prefix: compare two to assert that nothing changed."""
-    client = backend.sync_client()
-    return lambda: dump_keys(client, f"{key_prefix}:*")
 
 
 async def maybe(value: Any) -> Any:
