@@ -94,6 +94,11 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 Outcome = tuple[str, Any]
 
 
+def chance(data: st.DataObject, k: int, n: int, label: str) -> bool:
+    """True with probability k/n (sampled_from: hypothesis skews integers toward their bounds)."""
+    return bool(data.draw(st.sampled_from([True] * k + [False] * (n - k)), label=label))
+
+
 def _error_fields(exc: BaseException) -> dict[str, Any]:
     """The typed attributes of a StoreError (messages differ between model and store: left out)."""
     return {k: v for k, v in vars(exc).items() if k != "message"}
@@ -118,6 +123,7 @@ class StoreVersusModel(RuleBasedStateMachine):
         self.batch_ids: list[str] = []
         self.tokens: set[str] = set()
         self.refs: dict[str, list[str]] = {"tool": [], "plugin": [], "exec": []}
+        self.last_group: tuple[DeliveryPolicy, SlotPolicy, MergeKey] | None = None
 
     def teardown(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
@@ -169,7 +175,7 @@ class StoreVersusModel(RuleBasedStateMachine):
     ) -> Any:
         """Mostly the newest lease of the session the operation targets (so operations get past the fence
         check), otherwise any lease seen so far, possibly mutated, or a fabricated one."""
-        choice = data.draw(st.integers(0, 9), label="lease choice")
+        choice = data.draw(st.sampled_from(range(10)), label="lease choice")
         current = self.current.get(sid) if sid is not None else None
         if current is not None and choice < prefer_current:
             return current.fence() if kind is SessionExecutionLeaseFence else current.completion()
@@ -195,8 +201,19 @@ class StoreVersusModel(RuleBasedStateMachine):
         return kind(**fields)
 
     def draw_claim(self, data: st.DataObject) -> QueuedWorkClaim:
-        claim = data.draw(st.sampled_from(self.claims), label="claim")
-        if data.draw(st.integers(0, 4), label="stale claim") == 0:
+        """Mostly a claim that some batch still carries (held whole, or partly lost to a cancel or a
+        re-claim after it lapsed), so renewals and abandons do real work or hit the all-or-nothing rule."""
+        rows = self.model.batches
+        carried = [
+            c
+            for c in self.claims
+            if any(
+                b.batch_id in rows and rows[b.batch_id].carries(c.claim_id, c.lease_token) for b in c.batches
+            )
+        ]
+        pool = carried if carried and chance(data, 3, 4, "carried claim") else self.claims
+        claim = data.draw(st.sampled_from(pool), label="claim")
+        if chance(data, 1, 5, "stale claim"):
             claim = claim.model_copy(update={"lease_token": claim.lease_token + "x"})
         return claim
 
@@ -212,8 +229,8 @@ class StoreVersusModel(RuleBasedStateMachine):
         ]
 
     def draw_completion(self, data: st.DataObject, sid: str) -> QueuedWorkCompletion:
-        held = self.held_claims()
-        pool = held if held and data.draw(st.integers(0, 3), label="held claim") > 0 else self.claims
+        held = [c for c in self.held_claims() if c.session_id == sid]
+        pool = held if held and chance(data, 3, 4, "held claim") else self.claims
         claim = data.draw(st.sampled_from(pool), label="completed claim")
         c = claim.completion()
         mutation = data.draw(
@@ -256,11 +273,11 @@ class StoreVersusModel(RuleBasedStateMachine):
         if kind == "U":
             return GraphUnchanged(leaf)
         free = [i for i in NODE_IDS if i not in self.model.nodes]
-        if kind == "A" and free and data.draw(st.integers(0, 3), label="fresh ids") > 0:
+        if kind == "A" and free and chance(data, 3, 4, "fresh ids"):
             # Mostly ids that are free, so appends apply; otherwise any ids, so collisions happen.
             ids = data.draw(st.lists(st.sampled_from(free), min_size=1, max_size=2, unique=True), label="ids")
         else:
-            unique = data.draw(st.integers(0, 7), label="unique ids") > 0
+            unique = chance(data, 7, 8, "unique ids")
             ids = data.draw(st.lists(st.sampled_from(NODE_IDS), max_size=3, unique=unique), label="node ids")
         nodes = [node(i, data.draw(st.sampled_from([None, *NODE_IDS]), label="parent")) for i in ids]
         if kind == "A":
@@ -336,12 +353,14 @@ class StoreVersusModel(RuleBasedStateMachine):
                 lambda _: self.model.release_session_execution_lease(completion),
             )
 
-    def commit_impl(self, data: st.DataObject) -> None:
+    def commit_impl(self, data: st.DataObject, completing: QueuedWorkClaim | None = None) -> None:
         self.step()
         # Once bound, a commit for "other" is a binding test; before that every commit is for "root".
         sid = "root" if self.model.head is None else data.draw(st.sampled_from(["root"] * 9 + ["other"]))
+        if completing is not None:
+            sid = completing.session_id
         lease = self.current.get(sid)
-        if (lease is None or not self.model.leases[sid].live(self.now)) and data.draw(st.integers(0, 3)) > 0:
+        if (lease is None or not self.model.leases[sid].live(self.now)) and chance(data, 3, 4, "re-lease"):
             self.try_claim_lease(sid, data.draw(st.sampled_from(OWNERS)), 10**7)  # a worker takes the lane
         actual = self.model.head.head_revision if self.model.head else 0
         expected = data.draw(
@@ -349,12 +368,12 @@ class StoreVersusModel(RuleBasedStateMachine):
         )
         fence = (
             None
-            if data.draw(st.integers(0, 15)) == 0
+            if chance(data, 1, 16, "no fence")
             else self.draw_lease_key(data, SessionExecutionLeaseFence, sid)
         )
         release = (
             None
-            if data.draw(st.integers(0, 3)) > 0
+            if chance(data, 3, 4, "no release")
             else self.draw_lease_key(data, SessionExecutionLeaseCompletion, sid, prefer_current=3)
         )
         stamp = None
@@ -364,8 +383,13 @@ class StoreVersusModel(RuleBasedStateMachine):
                 stamp_sid, data.draw(st.sampled_from(TURN_IDS)), data.draw(st.sampled_from(HASHES))
             )
         completions = []
-        if self.claims:
-            for _ in range(data.draw(st.sampled_from([0, 1, 1, 2]), label="completions")):
+        if completing is not None:
+            completions.append(completing.completion())
+        elif self.claims:
+            # Completing is common while this session holds a claim, occasional (and doomed) otherwise.
+            held = any(c.session_id == sid for c in self.held_claims())
+            counts = [0, 1, 1, 1, 2] if held else [0, 0, 0, 1]
+            for _ in range(data.draw(st.sampled_from(counts), label="completions")):
                 completions.append(self.draw_completion(data, sid))
         frames = data.draw(st.sampled_from([[], [{"frame_id": "f1", "status": "active"}]]), label="frames")
         commit = RuntimeCommit(
@@ -408,16 +432,24 @@ class StoreVersusModel(RuleBasedStateMachine):
         self.enqueue_some(data, data.draw(st.integers(1, 3), label="drafts"))
 
     def enqueue_some(self, data: st.DataObject, count: int) -> None:
+        sid = data.draw(st.sampled_from(["root", "root", "other"]), label="session")
         for _ in range(count):
             delay = data.draw(st.sampled_from([None, None, None, 0, 50, 100, 1000]), label="delay")
+            group = self.last_group
+            if group is None or chance(data, 1, 2, "new group"):
+                # Otherwise join the previous draft's group, so that multi-batch claims are common.
+                group = (
+                    data.draw(st.sampled_from(list(DeliveryPolicy)), label="delivery"),
+                    data.draw(st.sampled_from([SlotPolicy.JOIN, SlotPolicy.JOIN, SlotPolicy.EXCLUSIVE])),
+                    data.draw(st.sampled_from(MERGE_KEYS), label="merge"),
+                )
+            self.last_group = group
             draft = QueuedWorkBatchDraft(
-                session_id=data.draw(st.sampled_from(["root", "root", "other"]), label="session"),
+                session_id=sid,
                 source_key=data.draw(st.sampled_from([None, None, "k1", "k2"]), label="source"),
-                delivery_policy=data.draw(st.sampled_from(list(DeliveryPolicy)), label="delivery"),
-                slot_policy=data.draw(
-                    st.sampled_from([SlotPolicy.JOIN, SlotPolicy.JOIN, SlotPolicy.EXCLUSIVE])
-                ),
-                merge_key=data.draw(st.sampled_from(MERGE_KEYS), label="merge"),
+                delivery_policy=group[0],
+                slot_policy=group[1],
+                merge_key=group[2],
                 available_at_ms=0 if delay is None else self.now + delay,
                 payloads=[turn_input(f"p{i}") for i in range(data.draw(st.integers(0, 2), label="payloads"))],
             )
@@ -453,8 +485,8 @@ class StoreVersusModel(RuleBasedStateMachine):
         owner=st.sampled_from(OWNERS),
         boundary=st.sampled_from(list(QueuedWorkClaimBoundary)),
         ttl=st.sampled_from(TTLS),
-        max_batches=st.sampled_from([0, 1, 1, 2, 3]),
-        exact=st.integers(0, 2),
+        max_batches=st.sampled_from([0, 1, 2, 3, 3]),
+        exact=st.sampled_from([0, 1, 2]),
     )
     def claim(
         self,
@@ -467,14 +499,14 @@ class StoreVersusModel(RuleBasedStateMachine):
         exact: int,
     ) -> None:
         self.step()
-        if data.draw(st.integers(0, 2), label="enqueue first") == 0:
+        if chance(data, 1, 3, "enqueue first"):
             self.enqueue_some(data, data.draw(st.integers(1, 2), label="drafts"))
         fence = self.draw_lease_key(data, SessionExecutionLeaseFence, sid)
         if exact == 0:
             if data.draw(st.booleans(), label="pending prefix"):
                 pending = [b.batch_id for b in self.model.list_pending_queued_work(sid)]
                 ids = pending[: data.draw(st.integers(0, 3), label="prefix length")]
-                if data.draw(st.integers(0, 3), label="reverse") == 0:
+                if chance(data, 1, 4, "reverse"):
                     ids = ids[::-1]
             else:
                 choices = [*self.batch_ids, "qwb:missing"]
@@ -497,13 +529,22 @@ class StoreVersusModel(RuleBasedStateMachine):
                 ),
             )
         self.adopt_claim(kind, claim)
+        if kind == "ok" and claim is not None and sid == "root" and chance(data, 1, 3, "worker turn"):
+            self.commit_impl(data, completing=claim)  # a worker's turn: claim, then commit completing it
 
     @rule(data=st.data(), op=st.sampled_from(["renew", "abandon", "cancel"]), ttl=st.sampled_from(TTLS))
     def claim_followup(self, data: st.DataObject, op: str, ttl: int) -> None:
         self.step()
         if op == "cancel" or not self.claims:
-            sid = data.draw(st.sampled_from(SESSIONS), label="session")
-            batch_id = data.draw(st.sampled_from([*self.batch_ids, "qwb:missing"]), label="batch")
+            # Mostly a batch that is stored right now (claimed ones included), in its own session.
+            stored = [(r.batch.session_id, bid) for bid, r in self.model.batches.items()]
+            if stored and chance(data, 3, 4, "stored batch"):
+                sid, batch_id = data.draw(st.sampled_from(stored), label="stored batch")
+                if chance(data, 1, 8, "wrong session"):
+                    sid = "other" if sid == "root" else "root"
+            else:
+                sid = data.draw(st.sampled_from(SESSIONS), label="session")
+                batch_id = data.draw(st.sampled_from([*self.batch_ids, "qwb:missing"]), label="batch")
             self.both(
                 "cancel",
                 lambda: self.store.cancel_queued_work_batch(sid, batch_id),
