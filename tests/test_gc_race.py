@@ -11,8 +11,10 @@ checkpoint of the commit whose revision the head carries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
+import queue
 import time
 import traceback
 from typing import Any
@@ -152,20 +154,29 @@ def test_gc_never_removes_a_reachable_blob(redis_url: str, key_prefix: str) -> N
     ]
     for p in writers:
         p.start()
-    results: dict[Any, Any] = {}
+    messages: list[tuple[Any, Any, Any]] = []
     try:
-        for _ in range(WRITERS):
-            kind, who, payload = out.get(timeout=120)
-            assert kind == "done", f"writer {who} failed:\n{payload}"
-            results[who] = payload
+        while sum(1 for m in messages if m[1] != "gc") < WRITERS:
+            messages.append(out.get(timeout=120))
+            kind, who, payload = messages[-1]
+            assert kind != "error", f"{who} failed:\n{payload}"
     finally:
         stop.set()
+        # A child cannot exit before its queued result is read, so keep draining while joining.
+        deadline = time.monotonic() + 60
         for p in [*writers, gc]:
-            p.join(timeout=60)
+            while p.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    messages.append(out.get(timeout=0.2))
             if p.is_alive():
                 p.kill()
-    kind, runs, deleted = out.get(timeout=60)
-    assert kind == "gc", f"gc failed:\n{deleted}"
+        with contextlib.suppress(queue.Empty):
+            while True:
+                messages.append(out.get(timeout=0.2))
+    errors = [m for m in messages if m[0] == "error"]
+    assert not errors, f"{errors[0][1]} failed:\n{errors[0][2]}"
+    results = {who: payload for kind, who, payload in messages if kind == "done"}
+    ((_, runs, deleted),) = [m for m in messages if m[0] == "gc"]
     elapsed = time.monotonic() - started
     assert sum(len(c) for c in results.values()) == WRITERS * COMMITS_PER_WRITER
     # The collector really raced the writers: it ran many times and collected superseded checkpoints.

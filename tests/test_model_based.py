@@ -12,6 +12,14 @@ the observable state is compared: head meta, FullGraph and ActivePath reads (che
 included), every node, both sessions' queues (all and pending, in sequence order) and the uncommitted
 attachments.
 
+Batch ids and queue-claim tokens are random: when the model decides that an enqueue creates a batch or that a
+claim selects batches, it adopts the id or token the store minted, in order of creation (and the test checks
+their format and uniqueness); everything else, including session lease tokens and claim ids, the model
+computes itself. Generation is biased toward protocol-shaped runs (a live lease per session from the start,
+workers re-taking the lane before commits, claims followed by a commit completing them, enqueues joining the
+previous draft's group) so that the deep paths are reached within 30 steps; `-s` prints how often each
+operation returned a value, None or each error.
+
 Runs on standalone Redis. ``SESSIONFENCE_MODEL_EXAMPLES`` raises the example count (default 300, 30 steps
 each).
 """
